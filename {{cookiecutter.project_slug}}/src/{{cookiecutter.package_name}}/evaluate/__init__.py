@@ -1,0 +1,1 @@
+"""Evaluation: whole-set metrics with confidence intervals, computed by the project's own code."""

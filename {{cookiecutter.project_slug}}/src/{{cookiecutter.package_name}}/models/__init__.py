@@ -1,0 +1,1 @@
+"""Models: networks chosen by ``model.name``."""

@@ -1,0 +1,1 @@
+"""Helpers every other module uses: errors, atomic file writes, seeding."""
