@@ -37,6 +37,7 @@ DEV_REQUIREMENTS = [
     ("pytest>=8.0", None),
     ("ruff>=0.6", None),
     ("pre-commit>=3.5", None),
+    ("scikit-learn>=1.3", None),  # second implementation the metric tests compare against
     ("nbformat>=5.9", ("include_notebook", "true")),
     ("nbclient>=0.10", ("include_notebook", "true")),
     ("ipykernel>=6.29", ("include_notebook", "true")),
@@ -53,8 +54,9 @@ GITIGNORE = """\
 # Written by the project template from your answers.
 
 # --- Patient data never goes into git ---------------------------------------------------------
-# Raw and preprocessed data, wherever they are, and medical image files anywhere in the tree.
-data/
+# The data folder at the project root (raw, generated, cached) and medical image files anywhere
+# in the tree. (Anchored with "/": the package's own src/<package>/data/ code must stay tracked.)
+/data/
 *.dcm
 *.DCM
 *.dicom

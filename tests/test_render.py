@@ -131,7 +131,7 @@ def test_gitignore_keeps_patient_data_out(rendered) -> None:
         "notebooks/.ipynb_checkpoints/x.ipynb", "src/pkg/__pycache__/m.pyc",
     ]
     assert git_ignored(project, data) == set(data)
-    kept = ["src/pkg/cli.py", "configs/default.yaml", "README.md", "EXPERIMENTS.md",
+    kept = ["src/pkg/cli.py", "src/pkg/data/io.py", "tests/data/notes.md", "configs/default.yaml", "README.md", "EXPERIMENTS.md",
             "tests/test_cli.py", "requirements.txt", "setup.py"]
     assert git_ignored(project, kept) == set()
     checkpoints = ["runs/r/checkpoints/best.pt", "models/pretrained.pth", "checkpoints/last.pt"]

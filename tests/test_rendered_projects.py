@@ -65,3 +65,14 @@ def test_rendered_suite_passes(shared_env, index: int) -> None:
     tail = "\n".join(result.stdout.splitlines()[-30:])
     assert result.returncode == 0, tail + result.stderr
     assert " passed" in tail and "skipped" not in tail, tail
+
+
+def test_default_project_slow_suite_passes(shared_env) -> None:
+    """The slow tests of the default project: SIGKILL-and-resume, DDP, overfitting, full dummy set."""
+    python, projects = shared_env
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    result = run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "slow"],
+                 cwd=projects[0], env=env, timeout=1800)
+    tail = "\n".join(result.stdout.splitlines()[-30:])
+    assert result.returncode == 0, tail + result.stderr
+    assert " passed" in tail and "failed" not in tail, tail

@@ -87,11 +87,12 @@ def test_wrong_type_is_named(project: Path, override: str, key: str) -> None:
         ("train.lr=-1", "train.lr"),
         ("run.name=a/b", "run.name"),
         ("spatial_dims=4", "spatial_dims"),
+        ("data.format=png spatial_dims=3", "data.format"),
     ],
 )
 def test_invalid_values_are_named(project: Path, override: str, key: str) -> None:
     with pytest.raises(ConfigError, match=f"config key '{key}'"):
-        load_config([override])
+        load_config(override.split())
 
 
 def test_override_without_equals_sign(project: Path) -> None:
@@ -124,6 +125,14 @@ def test_parse_override_nests_by_dots() -> None:
     assert parse_override("train.lr=3e-4") == {"train": {"lr": "3e-4"}}
     assert parse_override("run.name=a=b") == {"run": {"name": "a=b"}}
     assert parse_override("x=[1, 2]") == {"x": [1, 2]}
+    assert parse_override("data.window=null") == {"data": {"window": None}}
+
+
+def test_lists_and_null(project: Path) -> None:
+    spacing = [1.0] * (Config().spatial_dims - 1) + [2.5]
+    cfg = load_config(["data.window=null", f"data.target_spacing={spacing}"])
+    assert cfg.data.window is None
+    assert cfg.data.target_spacing == spacing
 
 
 def test_values_take_the_declared_type(project: Path) -> None:

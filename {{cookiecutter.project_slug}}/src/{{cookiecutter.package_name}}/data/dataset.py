@@ -1,0 +1,429 @@
+"""The PyTorch dataset: cases from the manifest, preprocessed once, cached, cut into patches.
+
+Each item is a dict:
+
+* ``"image"``: float32 tensor ``(1, X, Y)`` or ``(1, X, Y, Z)`` (one channel);
+* ``"label"``: segmentation: int64 tensor ``(X, Y)`` / ``(X, Y, Z)``, the mask on the image's
+  grid (no channel axis: what ``torch.nn.CrossEntropyLoss`` takes; add one with
+  ``label[:, None]`` for MONAI's losses); classification: int64 scalar, the index of the
+  case's class in ``classes``;
+* ``"case_id"``: the manifest's case id.
+
+Training mode (``train=True``) cuts a random patch of ``patch_size`` (a fraction
+``foreground_fraction`` of them centred on a labelled voxel; the class is drawn first, uniformly
+among the classes present, then a voxel of it) and augments it. Validation mode
+(``train=False``) is deterministic: no augmentation, the whole image, or its centre patch with
+``val_centre_crop``. Images smaller than the patch are padded (image with its minimum, i.e. air
+or background; mask with 0).
+
+Randomness comes only from ``utils.seed.sample_rng`` ``(seed, epoch, index)``: call
+:meth:`MedicalDataset.set_epoch` before each epoch; results do not depend on the number of
+DataLoader workers (persistent or not) or on the order samples are visited.
+
+Typical use::
+
+    settings = LoaderSettings(patch_size=(96, 96, 64), cache_dir=Path("data/cache"))
+    train = MedicalDataset(train_cases, "segmentation", settings, seed=cfg.seed)
+    train.prepare()  # decode and cache every case now; a bad file stops here, named
+    loader = DataLoader(train, batch_size=2, shuffle=True, num_workers=2,
+                        generator=make_generator(cfg.seed), worker_init_fn=worker_init_fn)
+    for epoch in range(epochs):
+        train.set_epoch(epoch)
+        for batch in loader: ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..utils.seed import sample_rng
+from .augment import AugmentSettings, augment
+from .cache import ArrayCache, CacheEntry
+from .io import Image, ImageError, read_image, read_label
+from .manifest import Case, DataError
+from .preprocess import NORMALISATIONS, check_window, preprocess
+
+TASKS = ("segmentation", "classification")
+FOREGROUND_POINTS = 4096  # labelled voxels kept per class for foreground-centred patches
+
+
+@dataclass
+class LoaderSettings:
+    """How cases are preprocessed, cached, cut and augmented.
+
+    Attributes:
+        patch_size: voxels per axis of a training patch, e.g. ``(96, 96, 64)``; ``None`` gives
+            whole images. Its length must match the images' dimensions.
+        foreground_fraction: share of training patches centred on a labelled voxel
+            (segmentation), in ``[0, 1]``.
+        target_spacing: mm per axis to resample every case to; ``None`` keeps each grid.
+        window: ``(low, high)`` intensity clipping window (HU for CT), or ``None``.
+        normalisation: ``"ct"`` (window, then z-score of the voxels inside it), ``"mr"``
+            (z-score of the non-zero voxels) or ``"none"``; see :mod:`.preprocess`.
+        augment: augment training items (never validation items).
+        augmentation: which augmentations and how strong (:class:`.augment.AugmentSettings`).
+        cache_dir: folder of the on-disk cache (:mod:`.cache`); ``None`` decodes every time.
+        val_centre_crop: in validation mode, cut the centre ``patch_size`` patch instead of
+            returning the whole image (needed to batch images of different sizes).
+    """
+
+    patch_size: tuple[int, ...] | None = None
+    foreground_fraction: float = 0.33
+    target_spacing: tuple[float, ...] | None = None
+    window: tuple[float, float] | None = (-1000.0, 1000.0)
+    normalisation: str = "ct"
+    augment: bool = True
+    augmentation: AugmentSettings = field(default_factory=AugmentSettings)
+    cache_dir: Path | None = None
+    val_centre_crop: bool = False
+
+    def __post_init__(self) -> None:
+        if self.patch_size is not None:
+            size = tuple(int(n) for n in self.patch_size)
+            if len(size) not in (2, 3) or min(size) < 1:
+                raise ValueError(
+                    f"patch_size must be 2 or 3 positive integers, got {tuple(self.patch_size)}"
+                )
+            self.patch_size = size
+        if not 0.0 <= float(self.foreground_fraction) <= 1.0:
+            raise ValueError(
+                f"foreground_fraction must be in [0, 1], got {self.foreground_fraction}"
+            )
+        if self.target_spacing is not None:
+            spacing = tuple(float(s) for s in self.target_spacing)
+            if len(spacing) not in (2, 3) or min(spacing) <= 0:
+                raise ValueError(
+                    f"target_spacing must be 2 or 3 positive numbers (mm), "
+                    f"got {tuple(self.target_spacing)}"
+                )
+            self.target_spacing = spacing
+        self.window = check_window(self.window)
+        if self.normalisation not in NORMALISATIONS:
+            raise ValueError(
+                f"normalisation must be one of {', '.join(NORMALISATIONS)}, "
+                f"got {self.normalisation!r}"
+            )
+        if self.normalisation == "ct" and self.window is None:
+            raise ValueError("normalisation 'ct' needs a window (low, high) in HU")
+        if isinstance(self.augmentation, dict):
+            self.augmentation = AugmentSettings(**self.augmentation)
+        if self.cache_dir is not None:
+            self.cache_dir = Path(self.cache_dir)
+
+    def preprocessing(self) -> dict[str, Any]:
+        """The settings that change the cached arrays (the rest act after the cache)."""
+        return {
+            "normalisation": self.normalisation,
+            "window": list(self.window) if self.window is not None else None,
+            "target_spacing": list(self.target_spacing) if self.target_spacing else None,
+            "foreground_points": FOREGROUND_POINTS,
+        }
+
+
+def class_names(cases: Sequence[Case]) -> list[str]:
+    """The sorted class names of classification cases: build it once from *all* cases, so
+    that training and validation sets share the same indices."""
+    return sorted({str(case.label) for case in cases})
+
+
+def foreground_points(
+    mask: np.ndarray, per_class: int = FOREGROUND_POINTS
+) -> tuple[np.ndarray, dict[str, list[int]]]:
+    """Up to ``per_class`` voxel coordinates of each label > 0, evenly spread over its voxels.
+
+    Returns:
+        ``(points, ranges)``: int32 ``(N, ndim)`` coordinates, and for each label (as text) the
+        ``[start, stop)`` rows of ``points`` that belong to it.
+    """
+    flat = mask.ravel()
+    labelled = np.flatnonzero(flat)  # one pass over the mask; the rest is over labelled voxels
+    values = flat[labelled]
+    present = np.flatnonzero(np.bincount(values)) if values.size else []
+    chunks, ranges, start = [], {}, 0
+    for label in present:
+        index = labelled if len(present) == 1 else labelled[values == label]
+        if index.size > per_class:
+            index = index[np.linspace(0, index.size - 1, per_class).round().astype(np.int64)]
+        chunks.append(np.stack(np.unravel_index(index, mask.shape), axis=1))
+        ranges[str(int(label))] = [start, start + index.size]
+        start += index.size
+    points = np.concatenate(chunks) if chunks else np.zeros((0, mask.ndim))
+    return points.astype(np.int32), ranges
+
+
+def crop_pad(
+    array: np.ndarray, start: Sequence[int], size: Sequence[int], pad_value: float = 0
+) -> np.ndarray:
+    """The block ``array[start : start + size]``, padded with ``pad_value`` where it leaves the
+    array (``start`` may be negative). Always a new C-contiguous array."""
+    if len(start) != array.ndim or len(size) != array.ndim:
+        raise ValueError(f"start {tuple(start)} and size {tuple(size)} need {array.ndim} values")
+    out = np.full(tuple(size), pad_value, dtype=array.dtype)
+    src, dst = [], []
+    for begin, length, extent in zip(start, size, array.shape, strict=True):
+        lo, hi = max(begin, 0), min(begin + length, extent)
+        if hi <= lo:
+            return out
+        src.append(slice(lo, hi))
+        dst.append(slice(lo - begin, hi - begin))
+    out[tuple(dst)] = array[tuple(src)]
+    return out
+
+
+def _start_range(shape: Sequence[int], size: Sequence[int]) -> list[tuple[int, int]]:
+    """Per axis, the lowest and highest start that keeps the patch inside the image (or the
+    image inside the patch, when the image is smaller)."""
+    return [(min(0, n - p), max(0, n - p)) for n, p in zip(shape, size, strict=True)]
+
+
+def random_start(
+    shape: Sequence[int],
+    size: Sequence[int],
+    rng: np.random.Generator,
+    centre: Sequence[int] | None = None,
+) -> list[int]:
+    """Start of a random patch, or of the patch centred on ``centre`` (clamped so that it
+    stays inside the image; ``centre`` always stays inside the patch)."""
+    ranges = _start_range(shape, size)
+    if centre is None:
+        return [int(rng.integers(lo, hi + 1)) for lo, hi in ranges]
+    return [
+        int(min(max(c - p // 2, lo), hi))
+        for c, p, (lo, hi) in zip(centre, size, ranges, strict=True)
+    ]
+
+
+def centre_start(shape: Sequence[int], size: Sequence[int]) -> list[int]:
+    """Start of the centre patch (negative where the image is smaller than the patch)."""
+    return [(n - p) // 2 for n, p in zip(shape, size, strict=True)]
+
+
+class MedicalDataset(Dataset):
+    """Cases of the manifest as training or validation items (see the module docstring).
+
+    Args:
+        cases: the cases of this split (:func:`~.manifest.read_manifest`, one fold's ids).
+        task: ``"segmentation"`` (``case.label`` is a mask path) or ``"classification"``
+            (``case.label`` is a class name).
+        settings: preprocessing, patch and augmentation options; defaults when ``None``.
+        classes: class names, in index order (classification only); use :func:`class_names`
+            on all cases.
+        train: random patches and augmentation (``True``) or deterministic validation items.
+        seed: the run's seed; with the epoch and the index it fixes every random draw.
+        spatial_dims: when given, every image must have this many dimensions.
+
+    Raises:
+        DataError: no cases, or a classification label not in ``classes``.
+        ValueError: bad ``task``, ``spatial_dims``, or ``classes`` missing for classification.
+    """
+
+    def __init__(
+        self,
+        cases: Sequence[Case],
+        task: str,
+        settings: LoaderSettings | None = None,
+        *,
+        classes: Sequence[str] | None = None,
+        train: bool = True,
+        seed: int = 0,
+        spatial_dims: int | None = None,
+    ) -> None:
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+        if spatial_dims not in (None, 2, 3):
+            raise ValueError(f"spatial_dims must be 2, 3 or None, got {spatial_dims!r}")
+        self.cases = list(cases)
+        if not self.cases:
+            raise DataError("the dataset has no cases (an empty split or manifest?)")
+        self.task = task
+        self.settings = settings or LoaderSettings()
+        self.train = bool(train)
+        self.seed = int(seed)
+        self.spatial_dims = spatial_dims
+        self.classes: list[str] | None = None
+        self._class_index: dict[str, int] = {}
+        if task == "classification":
+            if not classes:
+                raise ValueError("classification needs classes=[...] (see class_names(cases))")
+            self.classes = [str(c) for c in classes]
+            self._class_index = {name: i for i, name in enumerate(self.classes)}
+            for case in self.cases:
+                if str(case.label) not in self._class_index:
+                    raise DataError(
+                        f"case '{case.case_id}' has label '{case.label}', not one of the "
+                        f"classes {', '.join(self.classes)}"
+                    )
+        cache_dir = self.settings.cache_dir
+        self.cache = ArrayCache(cache_dir) if cache_dir is not None else None
+        # Shared memory, so that set_epoch reaches persistent DataLoader workers too.
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch.item())
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch that, with the seed and the index, fixes each item's random draws."""
+        if int(epoch) < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self._epoch.fill_(int(epoch))
+
+    # --- preprocessing and the cache ------------------------------------------------------
+
+    def _sources(self, case: Case) -> list[Path]:
+        if self.task == "segmentation":
+            return [Path(case.image), Path(case.label)]
+        return [Path(case.image)]
+
+    def _check_dims(self, ndim: int, path: Path) -> None:
+        patch = self.settings.patch_size
+        if self.spatial_dims is not None and ndim != self.spatial_dims:
+            raise ImageError(f"image '{path}' is {ndim}D, expected {self.spatial_dims}D images")
+        if patch is not None and len(patch) != ndim:
+            raise ImageError(
+                f"image '{path}' is {ndim}D but patch_size {patch} has {len(patch)} values"
+            )
+
+    def _build(self, case: Case) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Decode and preprocess one case (what the cache stores)."""
+        image: Image = read_image(case.image)
+        self._check_dims(image.ndim, Path(case.image))
+        mask = read_label(case.label, image) if self.task == "segmentation" else None
+        pre = preprocess(
+            image,
+            mask,
+            normalisation=self.settings.normalisation,
+            window=self.settings.window,
+            target_spacing=self.settings.target_spacing,
+        )
+        arrays = {"image": pre.image}
+        meta: dict[str, Any] = {
+            "source_shape": list(image.shape),
+            "source_affine": np.asarray(image.affine).tolist(),
+            "shape": list(pre.image.shape),
+            "affine": pre.affine.tolist(),
+            "spacing": list(pre.spacing),
+            "pad_value": float(pre.image.min()) if pre.image.size else 0.0,
+        }
+        if pre.mask is not None:
+            points, ranges = foreground_points(pre.mask)
+            arrays["mask"] = pre.mask
+            arrays["foreground"] = points
+            meta["foreground_classes"] = ranges
+        return arrays, meta
+
+    def entry(
+        self, index: int, names: Sequence[str] | None = None, mmap: bool = True
+    ) -> CacheEntry:
+        """The preprocessed arrays of case ``index`` (``image``, and for segmentation ``mask``
+        and ``foreground``) with their geometry in ``meta``: from the cache, or decoded.
+
+        Raises:
+            ImageError: the image or mask cannot be read, they do not match, or the image has
+                the wrong number of dimensions; the message names the file.
+        """
+        case = self.cases[index]
+        if self.cache is None:
+            arrays, meta = self._build(case)
+            return CacheEntry("", arrays, meta)
+        try:
+            return self.cache.get(
+                self._sources(case),
+                self.settings.preprocessing(),
+                lambda: self._build(case),
+                names=names,
+                mmap=mmap,
+            )
+        except OSError as exc:  # a source that cannot be hashed: missing or unreadable
+            what = "does not exist" if isinstance(exc, FileNotFoundError) else "cannot be read"
+            raise ImageError(
+                f"'{exc.filename or case.image}' {what} (case '{case.case_id}')"
+            ) from None
+
+    def geometry(self, index: int) -> dict[str, Any]:
+        """Shapes, affines and spacing of case ``index`` before and after preprocessing (to
+        put predictions back on the source grid)."""
+        return dict(self.entry(index, names=[]).meta)
+
+    def prepare(self, threads: int = 1) -> int:
+        """Decode, preprocess and cache every case now (checking that all can be read).
+
+        Call it before training: errors then name the file in one line in the main process,
+        instead of surfacing wrapped from a DataLoader worker, and the first epoch is as fast
+        as the others.
+
+        Args:
+            threads: cases decoded at the same time (decompression runs outside the GIL).
+
+        Returns:
+            How many entries were built (0 when all were cached already).
+        """
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+
+        def built(index: int) -> bool:
+            entry = self.entry(index, names=[])
+            return entry.built or self.cache is None
+
+        if threads == 1:
+            return sum(built(index) for index in range(len(self)))
+        with ThreadPoolExecutor(threads) as pool:
+            return sum(pool.map(built, range(len(self))))
+
+    # --- items ----------------------------------------------------------------------------
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        index = int(index)
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} cases")
+        index %= len(self)
+        case = self.cases[index]
+        patch = self.settings.patch_size
+        sampling = self.train and patch is not None
+        cropping = sampling or (patch is not None and self.settings.val_centre_crop)
+        names = ["image"]
+        if self.task == "segmentation":
+            names += ["mask", "foreground"] if sampling else ["mask"]
+        # Whole images are read in one go; patches through a memory map (only their pages).
+        entry = self.entry(index, names, mmap=cropping)
+        image = entry.arrays["image"]
+        mask = entry.arrays.get("mask")
+        self._check_dims(image.ndim, Path(case.image))
+        rng = sample_rng(self.seed, self.epoch, index)
+        if cropping:
+            if sampling:
+                start = random_start(image.shape, patch, rng, self._centre(entry, rng))
+            else:
+                start = centre_start(image.shape, patch)
+            image = crop_pad(image, start, patch, entry.meta.get("pad_value", 0.0))
+            mask = crop_pad(mask, start, patch, 0) if mask is not None else None
+        if self.train and self.settings.augment:
+            image, mask = augment(image, mask, rng, self.settings.augmentation)
+        # Arrays here are already this item's own (read whole, cut or augmented): no copy.
+        image = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+        item: dict[str, Any] = {"image": image[None], "case_id": case.case_id}
+        if self.task == "segmentation":
+            item["label"] = torch.from_numpy(np.ascontiguousarray(mask)).to(torch.int64)
+        else:
+            item["label"] = torch.tensor(self._class_index[str(case.label)], dtype=torch.int64)
+        return item
+
+    def _centre(self, entry: CacheEntry, rng: np.random.Generator) -> np.ndarray | None:
+        """A labelled voxel to centre the patch on, or ``None`` for a random patch."""
+        wants_foreground = rng.random() < self.settings.foreground_fraction
+        ranges = entry.meta.get("foreground_classes") or {}
+        if not wants_foreground or not ranges:
+            return None
+        start, stop = list(ranges.values())[int(rng.integers(len(ranges)))]
+        return np.asarray(entry.arrays["foreground"][int(rng.integers(start, stop))])

@@ -1,0 +1,172 @@
+"""Learning-rate range test (Smith 2017; the fastai ``lr_find``).
+
+Train the configured model on the configured data with a learning rate that grows exponentially
+every batch, from ``start_lr`` to ``end_lr``, until the (smoothed) loss passes ``diverge`` times
+its best value. Plot loss against log learning rate; the suggestion is the learning rate of the
+steepest descent of the smoothed loss. The model's weights are thrown away afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from torch.utils.data import DataLoader
+
+from .. import paths
+from ..config import Config, save_config
+from ..data.dataset import MedicalDataset, class_names
+from ..data.split import fold_cases
+from ..utils.io import atomic_write_bytes, atomic_write_text
+from ..utils.seed import make_generator, seed_everything, worker_init_fn
+from . import builders
+from .run_dir import new_run_dir
+
+
+def suggest_lr(lrs: np.ndarray, losses: np.ndarray) -> float:
+    """The learning rate where the loss falls fastest against log(lr).
+
+    Args:
+        lrs: learning rates, increasing, shape ``(N,)``.
+        losses: smoothed losses at those rates, shape ``(N,)``.
+
+    Returns:
+        The rate at the most negative slope ``d loss / d log10(lr)``.
+
+    Raises:
+        ValueError: fewer than 3 points, or arrays of different lengths.
+    """
+    lrs, losses = np.asarray(lrs, float), np.asarray(losses, float)
+    if lrs.shape != losses.shape or lrs.size < 3:
+        raise ValueError("need at least 3 (lr, loss) points of equal count")
+    slope = np.gradient(losses, np.log10(lrs))
+    return float(lrs[int(np.argmin(slope))])
+
+
+def lr_range_test(
+    cfg: Config,
+    start_lr: float = 1e-6,
+    end_lr: float = 1.0,
+    steps: int = 100,
+    diverge: float = 4.0,
+    smoothing: float = 0.9,
+    quiet: bool = False,
+) -> Path:
+    """Run the range test and write ``lr_find.png`` and ``lr_find.json`` in a new run folder.
+
+    Args:
+        cfg: the configuration (model, data, optimiser) to test.
+        start_lr, end_lr: the range, multiplied by a constant factor each batch.
+        steps: batches over the range (the training data is cycled when shorter).
+        diverge: stop when the smoothed loss exceeds this many times its best.
+        smoothing: exponential moving average factor of the loss.
+
+    Returns:
+        The run folder.
+    """
+    if not 0 < start_lr < end_lr:
+        raise ValueError(f"need 0 < start_lr < end_lr, got {start_lr}, {end_lr}")
+    seed_everything(cfg.seed, cfg.deterministic)
+    root = paths.resolve(cfg.data.root)
+    project = paths.project_root()
+    train_cases, val_cases = fold_cases(root, cfg.task, cfg.data.fold)
+    classes = class_names(train_cases + val_cases) if cfg.task == "classification" else None
+    settings = builders.loader_settings(cfg, root, project)
+    dataset = MedicalDataset(
+        train_cases,
+        cfg.task,
+        settings,
+        classes=classes,
+        train=True,
+        seed=cfg.seed,
+        spatial_dims=cfg.spatial_dims,
+    )
+    dataset.prepare()
+    num_classes = builders.count_classes(cfg, dataset, classes)
+    loader = DataLoader(
+        dataset,
+        batch_size=cfg.train.batch_size,
+        shuffle=True,
+        num_workers=cfg.data.num_workers,
+        generator=make_generator(cfg.seed),
+        worker_init_fn=worker_init_fn,
+        drop_last=len(dataset) > cfg.train.batch_size,
+    )
+    model = builders.build(cfg, num_classes)
+    loss_fn = builders.loss(cfg, dataset, num_classes)
+    optimizer = builders.optimizer(model, cfg)
+    factor = (end_lr / start_lr) ** (1 / max(1, steps - 1))
+    for group in optimizer.param_groups:
+        group["lr"] = start_lr
+
+    lrs, raw, smooth = [], [], []
+    best, average, epoch = math.inf, 0.0, 0
+    batches = iter(loader)
+    model.train()
+    for step in range(steps):
+        try:
+            batch = next(batches)
+        except StopIteration:
+            epoch += 1
+            dataset.set_epoch(epoch)
+            batches = iter(loader)
+            batch = next(batches)
+        lr = start_lr * factor**step
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss = loss_fn(model(batch["image"]), batch["label"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        value = float(loss.detach())
+        average = smoothing * average + (1 - smoothing) * value
+        smoothed = average / (1 - smoothing ** (step + 1))  # bias-corrected
+        lrs.append(lr)
+        raw.append(value)
+        smooth.append(smoothed)
+        if not math.isfinite(value) or smoothed > diverge * best:
+            break
+        best = min(best, smoothed)
+
+    # The steepest descent before the divergence (the last points are the blow-up).
+    keep = max(3, len(lrs) - 1) if len(lrs) > 3 else len(lrs)
+    suggestion = suggest_lr(np.array(lrs[:keep]), np.array(smooth[:keep])) if keep >= 3 else lrs[0]
+    run_dir = new_run_dir(paths.runs_dir(), f"lr-find_{cfg.run.name}")
+    save_config(cfg, run_dir / "config.yaml")
+    result = {
+        "suggested_lr": suggestion,
+        "start_lr": start_lr,
+        "end_lr": end_lr,
+        "steps": len(lrs),
+        "diverge": diverge,
+        "lr": lrs,
+        "loss": raw,
+        "smoothed_loss": smooth,
+    }
+    atomic_write_text(run_dir / "lr_find.json", json.dumps(result, indent=2) + "\n")
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    ax.plot(lrs, raw, alpha=0.3, label="loss")
+    ax.plot(lrs, smooth, label="smoothed loss")
+    ax.axvline(suggestion, color="C3", linestyle="--", label=f"suggested lr {suggestion:.2e}")
+    ax.set(
+        xscale="log",
+        xlabel="learning rate (log scale)",
+        ylabel="training loss",
+        title="Learning-rate range test",
+    )
+    ax.legend()
+    ax.grid(alpha=0.3)
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(run_dir / "lr_find.png", buffer.getvalue())
+    if not quiet:
+        print(
+            f"suggested learning rate {suggestion:.3g} (steepest descent); plot {run_dir / 'lr_find.png'}"
+        )
+    return run_dir

@@ -1,0 +1,430 @@
+"""The data pipeline: preprocessing, the on-disk cache, patches, augmentation, items."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from {{ cookiecutter.package_name }}.data import dataset as dataset_module
+from {{ cookiecutter.package_name }}.data.augment import AugmentSettings, augment
+from {{ cookiecutter.package_name }}.data.cache import ArrayCache
+from {{ cookiecutter.package_name }}.data.dataset import (
+    LoaderSettings,
+    MedicalDataset,
+    class_names,
+    crop_pad,
+)
+from {{ cookiecutter.package_name }}.data.io import Image, ImageError, write_nifti, write_png
+from {{ cookiecutter.package_name }}.data.manifest import Case, DataError
+from {{ cookiecutter.package_name }}.data.preprocess import normalise, preprocess
+from {{ cookiecutter.package_name }}.utils.seed import sample_rng
+
+SPACING = (1.0, 1.0, 2.5)
+
+
+def ct_volume(rng: np.random.Generator, shape=(16, 16, 8)) -> tuple[np.ndarray, np.ndarray]:
+    """Air around a noisy soft-tissue block, a small lesion labelled 1 (int16 HU, uint8 mask)."""
+    image = np.full(shape, -1000, dtype=np.int16)
+    body = tuple(slice(n // 4, n - n // 4) for n in shape)
+    image[body] = rng.normal(40, 20, size=image[body].shape).astype(np.int16)
+    mask = np.zeros(shape, dtype=np.uint8)
+    lesion = tuple(slice(n // 2 - 1, n // 2 + 1) for n in shape)
+    mask[lesion] = 1
+    image[lesion] += 80
+    return image, mask
+
+
+def write_case(folder: Path, name: str, image: np.ndarray, mask=None, spacing=SPACING) -> Case:
+    affine = np.diag([*spacing[: image.ndim], *([1.0] * (3 - image.ndim)), 1.0])
+    image_path = write_nifti(image, affine, folder / f"{name}.nii.gz")
+    label: str | Path = "normal"
+    if mask is not None:
+        label = write_nifti(mask, affine, folder / f"{name}_mask.nii.gz")
+    return Case(name, f"patient-{name}", image_path, label)
+
+
+def age(*paths: Path, seconds: float = 60.0) -> None:
+    """Set modification times in the past, as for a dataset written a while ago."""
+    stamp = time.time() - seconds
+    for path in paths:
+        os.utime(path, (stamp, stamp))
+
+
+@pytest.fixture
+def cases(tmp_path: Path) -> list[Case]:
+    rng = np.random.default_rng(0)
+    return [write_case(tmp_path / "data", f"case{i}", *ct_volume(rng)) for i in range(3)]
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Count how often the dataset decodes an image or a mask."""
+    counts = {"image": 0, "label": 0}
+    real_image, real_label = dataset_module.read_image, dataset_module.read_label
+
+    def read_image(path, *args, **kwargs):
+        counts["image"] += 1
+        return real_image(path, *args, **kwargs)
+
+    def read_label(path, *args, **kwargs):
+        counts["label"] += 1
+        return real_label(path, *args, **kwargs)
+
+    monkeypatch.setattr(dataset_module, "read_image", read_image)
+    monkeypatch.setattr(dataset_module, "read_label", read_label)
+    return counts
+
+
+# --- preprocessing ---------------------------------------------------------------------------
+
+
+def test_ct_window_then_zscore_standardises_the_voxels_inside_the_window() -> None:
+    rng = np.random.default_rng(1)
+    hu = np.concatenate([np.full(500, -1024.0), rng.normal(40, 30, 2000), np.full(50, 3000.0)])
+    out = normalise(hu, "ct", window=(-1000, 1000))
+    inside = (hu > -1000) & (hu < 1000)
+    assert out.dtype == np.float32
+    assert out[inside].mean() == pytest.approx(0.0, abs=1e-4)
+    assert out[inside].std() == pytest.approx(1.0, abs=1e-4)
+    # clipped: air and metal sit exactly at the window's ends, mapped like the inside voxels
+    mean, std = hu[inside].mean(), hu[inside].std()
+    assert np.allclose(out[:500], (-1000 - mean) / std, atol=1e-4)
+    assert np.allclose(out[-50:], (1000 - mean) / std, atol=1e-4)
+
+
+def test_mr_zscore_uses_the_nonzero_voxels_and_none_only_clips() -> None:
+    rng = np.random.default_rng(2)
+    mr = np.concatenate([np.zeros(1000), rng.gamma(4.0, 50.0, 3000)])
+    out = normalise(mr, "mr")
+    assert out[1000:].mean() == pytest.approx(0.0, abs=1e-4)
+    assert out[1000:].std() == pytest.approx(1.0, abs=1e-4)
+    assert np.array_equal(
+        normalise(mr, "none", window=(0, 100)), np.clip(mr, 0, 100).astype(np.float32)
+    )
+    assert np.all(normalise(np.full(10, 7.0), "mr") == 0)  # constant image: zeros, not NaN
+    with pytest.raises(ValueError, match="needs a window"):
+        normalise(mr, "ct")
+    with pytest.raises(ValueError, match="low < high"):
+        normalise(mr, "ct", window=(100, -100))
+
+
+def test_resampling_to_a_target_spacing_gives_the_expected_grid_and_integral_labels() -> None:
+    rng = np.random.default_rng(3)
+    array = rng.normal(size=(20, 12, 8)).astype(np.float32)
+    labels = rng.integers(0, 3, size=(20, 12, 8)).astype(np.uint8)
+    affine = np.diag([0.5, 1.0, 3.0, 1.0])
+    affine[:3, 3] = [10.0, -5.0, 2.0]
+    image = Image(array, affine, Path("img.nii.gz"))
+    mask = Image(labels, affine, Path("mask.nii.gz"))
+    pre = preprocess(image, mask, normalisation="none", window=None, target_spacing=(1.0, 1.0, 1.5))
+    assert pre.image.shape == (10, 12, 16) and pre.mask.shape == (10, 12, 16)
+    assert pre.spacing == pytest.approx((1.0, 1.0, 1.5))
+    assert pre.mask.dtype == np.uint8 and set(np.unique(pre.mask)) <= {0, 1, 2}
+    # the grid still covers the same extent: its centre is at the same place in the world
+    centre = lambda aff, shape: (aff @ [*((np.array(shape) - 1) / 2), 1])[:3]  # noqa: E731
+    assert np.allclose(centre(pre.affine, pre.image.shape), centre(affine, array.shape))
+    with pytest.raises(ImageError, match="img.nii.gz"):
+        preprocess(image, target_spacing=(1.0, 1.0))
+
+
+def test_non_integer_mask_values_are_an_error_naming_the_mask() -> None:
+    image = Image(np.zeros((4, 4, 4), np.float32), np.eye(4), Path("img.nii.gz"))
+    mask = Image(np.full((4, 4, 4), 0.5), np.eye(4), Path("soft_mask.nii.gz"))
+    with pytest.raises(ImageError, match="soft_mask.nii.gz"):
+        preprocess(image, mask, window=(-1000, 1000))
+
+
+# --- the cache ------------------------------------------------------------------------------
+
+
+def test_second_read_comes_from_the_cache_without_decoding(
+    tmp_path: Path, cases: list[Case], reads: dict[str, int]
+) -> None:
+    settings = LoaderSettings(cache_dir=tmp_path / "cache")
+    first = MedicalDataset(cases, "segmentation", settings, train=False)[1]
+    assert reads == {"image": 1, "label": 1}
+    again = MedicalDataset(cases, "segmentation", settings, train=False)  # a new process, say
+    second = again[1]
+    assert reads == {"image": 1, "label": 1}  # nothing decoded
+    assert again.cache.hits == 1
+    assert torch.equal(first["image"], second["image"])
+    assert torch.equal(first["label"], second["label"])
+
+
+def test_cache_follows_file_content_and_preprocessing_settings(
+    tmp_path: Path, cases: list[Case], reads: dict[str, int]
+) -> None:
+    case = cases[0]
+    age(case.image, case.label)
+    settings = LoaderSettings(cache_dir=tmp_path / "cache", window=(-1000, 1000))
+    MedicalDataset([case], "segmentation", settings, train=False)[0]
+    assert reads["image"] == 1
+    # touched but unchanged: same content, still cached
+    age(case.image, seconds=30)
+    MedicalDataset([case], "segmentation", settings, train=False)[0]
+    assert reads["image"] == 1
+    # settings after the cache (augmentation, patches) do not rebuild it; preprocessing does
+    patched = dataclasses.replace(settings, augment=False, patch_size=(8, 8, 4))
+    MedicalDataset([case], "segmentation", patched, train=False)[0]
+    assert reads["image"] == 1
+    narrow = dataclasses.replace(settings, window=(-200, 300))
+    MedicalDataset([case], "segmentation", narrow, train=False)[0]
+    assert reads["image"] == 2
+    # new content: decoded again, and the new values are served
+    image, mask = ct_volume(np.random.default_rng(99))
+    write_case(tmp_path / "data", "case0", image + 500, mask)
+    age(case.image, case.label, seconds=10)
+    item = MedicalDataset([case], "segmentation", settings, train=False)[0]
+    assert reads["image"] == 3
+    expected = normalise(image + 500, "ct", (-1000, 1000))
+    assert np.allclose(item["image"][0].numpy(), expected, atol=1e-5)
+
+
+def test_a_file_changed_just_now_is_hashed_again(tmp_path: Path) -> None:
+    source = tmp_path / "a.bin"
+    source.write_bytes(b"first")
+    cache = ArrayCache(tmp_path / "cache")
+    key = cache.key([source], {})
+    stat = source.stat()
+    source.write_bytes(b"other")  # same size; maybe even the same timestamp tick
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert cache.key([source], {}) != key
+
+
+def test_a_corrupt_cache_entry_is_rebuilt(
+    tmp_path: Path, cases: list[Case], reads: dict[str, int]
+) -> None:
+    settings = LoaderSettings(cache_dir=tmp_path / "cache")
+    good = MedicalDataset(cases[:1], "segmentation", settings, train=False)[0]
+    [entry] = [p for p in (tmp_path / "cache").iterdir() if p.name != "stamps"]
+    data = (entry / "image.npy").read_bytes()
+    (entry / "image.npy").write_bytes(data[: len(data) // 2])  # truncated, as after a crash
+    with pytest.warns(UserWarning, match="unreadable"):
+        rebuilt = MedicalDataset(cases[:1], "segmentation", settings, train=False)[0]
+    assert torch.equal(rebuilt["image"], good["image"])
+    assert reads["image"] == 2
+    (entry / "meta.json").write_text("{not json")
+    with pytest.warns(UserWarning, match="rebuilding"):
+        MedicalDataset(cases[:1], "segmentation", settings, train=False)[0]
+    assert reads["image"] == 3
+    MedicalDataset(cases[:1], "segmentation", settings, train=False)[0]  # whole again
+    assert reads["image"] == 3
+
+
+# --- patches ----------------------------------------------------------------------------------
+
+
+def test_patches_have_the_requested_size_and_small_images_are_padded(
+    tmp_path: Path, cases: list[Case]
+) -> None:
+    settings = LoaderSettings(patch_size=(8, 6, 4), augment=False, cache_dir=tmp_path / "c")
+    item = MedicalDataset(cases, "segmentation", settings, train=True)[0]
+    assert item["image"].shape == (1, 8, 6, 4) and item["label"].shape == (8, 6, 4)
+    big = dataclasses.replace(settings, patch_size=(20, 16, 10))
+    train = MedicalDataset(cases, "segmentation", big, train=True)[0]
+    val = MedicalDataset(
+        cases, "segmentation", dataclasses.replace(big, val_centre_crop=True), train=False
+    )[0]
+    for item in (train, val):
+        assert item["image"].shape == (1, 20, 16, 10) and item["label"].shape == (20, 16, 10)
+    # the centre crop pads evenly: the 16x16x8 image sits in the middle, with air around it
+    image = val["image"][0]
+    assert torch.all(image[:2] == image.min()) and torch.all(val["label"][:2] == 0)
+    assert image[2:18, :, 1:9].std() > 0
+
+
+def test_block_cut_outside_the_array_is_padding() -> None:
+    array = np.arange(16, dtype=np.float32).reshape(4, 4)
+    out = crop_pad(array, (-1, 2), (3, 3), pad_value=-9)
+    assert np.array_equal(out, [[-9, -9, -9], [2, 3, -9], [6, 7, -9]])
+
+
+@pytest.mark.parametrize(
+    ("fraction", "low", "high"), [(0.0, 0.0, 0.1), (0.5, 0.4, 0.65), (1.0, 1.0, 1.0)]
+)
+def test_foreground_fraction_is_respected(
+    tmp_path: Path, fraction: float, low: float, high: float
+) -> None:
+    image = np.zeros((40, 40, 20), dtype=np.int16)
+    mask = np.zeros((40, 40, 20), dtype=np.uint8)
+    mask[2:4, 30:32, 15:17] = 1  # a small lesion off-centre: a random 8^3 patch rarely hits it
+    case = write_case(tmp_path, "one", image, mask)
+    settings = LoaderSettings(
+        patch_size=(8, 8, 8), foreground_fraction=fraction, augment=False, cache_dir=tmp_path / "c"
+    )
+    dataset = MedicalDataset([case], "segmentation", settings, seed=5)
+    hits = 0
+    for epoch in range(200):
+        dataset.set_epoch(epoch)
+        hits += int(dataset[0]["label"].any())
+    # 0.5 of patches centred on the lesion plus the few random patches (~1%) that cover it
+    assert low <= hits / 200 <= high
+
+
+# --- augmentation and determinism -----------------------------------------------------------
+
+
+def test_spatial_augmentations_move_image_and_mask_together() -> None:
+    rng = np.random.default_rng(4)
+    mask = (rng.random((8, 8, 6)) > 0.7).astype(np.uint8)
+    spatial_only = AugmentSettings(rotate_degrees=0, scale=0, shift=0, noise_std=0)
+    changed = 0
+    for epoch in range(8):
+        image, out_mask = augment(
+            mask.astype(np.float32), mask, sample_rng(1, epoch, 0), spatial_only
+        )
+        assert np.array_equal(image, out_mask) and out_mask.dtype == np.uint8
+        changed += not np.array_equal(out_mask, mask)
+    assert changed >= 6  # flips and quarter turns happen
+    image, _ = augment(
+        np.zeros((4, 6)),
+        None,
+        sample_rng(1, 0, 0),
+        AugmentSettings(flip=False, rotate90=False, rotate_degrees=0, noise_std=0),
+    )
+    assert np.unique(image).size == 1 and image.flat[0] != 0  # intensity shift applied
+
+
+def test_augmentation_depends_on_seed_epoch_index_not_on_workers(
+    tmp_path: Path, cases: list[Case]
+) -> None:
+    settings = LoaderSettings(patch_size=(8, 8, 4), cache_dir=tmp_path / "cache")
+    dataset = MedicalDataset(cases, "segmentation", settings, seed=3)
+    dataset.prepare()
+
+    def epoch_items(workers: int, epoch: int, persistent: bool = False, loader=None):
+        dataset.set_epoch(epoch)
+        loader = loader or DataLoader(
+            dataset, batch_size=3, num_workers=workers, persistent_workers=persistent
+        )
+        batch = next(iter(loader))
+        return batch["image"], batch["label"], loader
+
+    image0, label0, _ = epoch_items(0, epoch=1)
+    image2, label2, persistent = epoch_items(2, epoch=1, persistent=True)
+    assert torch.equal(image0, image2) and torch.equal(label0, label2)
+    other, _, _ = epoch_items(0, epoch=2)
+    assert not torch.equal(image0, other)
+    # set_epoch reaches persistent workers too
+    again, _, _ = epoch_items(2, epoch=2, loader=persistent)
+    assert torch.equal(again, other)
+
+
+def test_validation_items_are_deterministic(tmp_path: Path, cases: list[Case]) -> None:
+    settings = LoaderSettings(patch_size=(8, 8, 4), cache_dir=tmp_path / "cache")
+    val = MedicalDataset(cases, "segmentation", settings, train=False)
+    first = val[0]
+    val.set_epoch(7)
+    assert torch.equal(val[0]["image"], first["image"])
+    assert first["image"].shape == (1, 16, 16, 8)  # whole image: no crop, no augmentation
+    expected = normalise(ct_volume(np.random.default_rng(0))[0], "ct", (-1000, 1000))
+    assert np.allclose(first["image"][0].numpy(), expected, atol=1e-5)
+
+
+# --- items ----------------------------------------------------------------------------------
+
+
+def test_3d_segmentation_items(tmp_path: Path, cases: list[Case]) -> None:
+    dataset = MedicalDataset(cases, "segmentation", LoaderSettings(patch_size=(8, 8, 4)), seed=1)
+    assert len(dataset) == 3
+    item = dataset[2]
+    assert item["case_id"] == "case2"
+    assert item["image"].dtype == torch.float32 and item["image"].shape == (1, 8, 8, 4)
+    assert item["label"].dtype == torch.int64 and item["label"].shape == (8, 8, 4)
+    batch = next(iter(DataLoader(dataset, batch_size=2)))
+    assert batch["image"].shape == (2, 1, 8, 8, 4) and batch["case_id"] == ["case0", "case1"]
+
+
+def test_2d_segmentation_items_from_png(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    image = rng.integers(0, 255, size=(12, 10)).astype(np.uint8)
+    mask = np.zeros((12, 10), dtype=np.uint8)
+    mask[3:6, 4:7] = 1
+    case = Case(
+        "xray", "p", write_png(image, tmp_path / "x.png"), write_png(mask, tmp_path / "m.png")
+    )
+    settings = LoaderSettings(normalisation="mr", window=None, patch_size=(8, 8))
+    dataset = MedicalDataset([case], "segmentation", settings, spatial_dims=2)
+    item = dataset[0]
+    assert item["image"].shape == (1, 8, 8) and item["image"].dtype == torch.float32
+    assert item["label"].shape == (8, 8) and item["label"].dtype == torch.int64
+    whole = MedicalDataset([case], "segmentation", settings, train=False)[0]
+    assert whole["image"].shape == (1, 12, 10)
+    assert torch.equal(whole["label"], torch.from_numpy(mask.astype(np.int64)))
+
+
+def test_classification_items_carry_the_class_index(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    cases = [
+        write_case(tmp_path, f"c{i}", rng.normal(size=(10, 10, 6)).astype(np.float32))
+        for i in range(3)
+    ]
+    cases[1].label = "finding"
+    classes = class_names(cases)
+    assert classes == ["finding", "normal"]
+    settings = LoaderSettings(normalisation="mr", window=None, patch_size=(8, 8, 6))
+    dataset = MedicalDataset(cases, "classification", settings, classes=classes)
+    labels = [dataset[i]["label"] for i in range(3)]
+    assert [int(t) for t in labels] == [1, 0, 1]
+    assert labels[0].dtype == torch.int64 and labels[0].shape == ()
+    assert dataset[0]["image"].shape == (1, 8, 8, 6)
+    cases[2].label = "other"
+    with pytest.raises(DataError, match="c2.*other"):
+        MedicalDataset(cases, "classification", settings, classes=classes)
+    with pytest.raises(ValueError, match="classes"):
+        MedicalDataset(cases, "classification", settings)
+
+
+def test_mismatched_image_and_mask_raise_an_error_naming_the_file(tmp_path: Path) -> None:
+    case = write_case(tmp_path, "bad", np.zeros((8, 8, 4), np.int16), np.zeros((8, 8, 5), np.uint8))
+    dataset = MedicalDataset([case], "segmentation", LoaderSettings(cache_dir=tmp_path / "c"))
+    with pytest.raises(ImageError, match="bad_mask.nii.gz"):
+        dataset[0]
+    with pytest.raises(ImageError, match="bad_mask.nii.gz"):
+        dataset.prepare()
+
+
+def test_a_missing_file_is_an_error_naming_it(tmp_path: Path, cases: list[Case]) -> None:
+    cases[1].label.unlink()
+    for cache_dir in (None, tmp_path / "cache"):
+        dataset = MedicalDataset(cases, "segmentation", LoaderSettings(cache_dir=cache_dir))
+        with pytest.raises(ImageError, match="case1_mask.nii.gz"):
+            dataset[1]
+
+
+def test_bad_input_is_refused(tmp_path: Path, cases: list[Case]) -> None:
+    with pytest.raises(DataError, match="no cases"):
+        MedicalDataset([], "segmentation")
+    with pytest.raises(ValueError, match="task"):
+        MedicalDataset(cases, "detection")
+    with pytest.raises(ValueError, match="patch_size"):
+        LoaderSettings(patch_size=(8, 0, 4))
+    with pytest.raises(ValueError, match="foreground_fraction"):
+        LoaderSettings(foreground_fraction=1.5)
+    with pytest.raises(ValueError, match="normalisation"):
+        LoaderSettings(normalisation="pet")
+    with pytest.raises(ImageError, match="case0.nii.gz.*3D"):
+        MedicalDataset(cases, "segmentation", spatial_dims=2)[0]
+    with pytest.raises(ImageError, match="patch_size"):
+        MedicalDataset(cases, "segmentation", LoaderSettings(patch_size=(8, 8)))[0]
+
+
+def test_prepare_fills_the_cache_and_geometry_describes_the_grids(
+    tmp_path: Path, cases: list[Case], reads: dict[str, int]
+) -> None:
+    settings = LoaderSettings(cache_dir=tmp_path / "cache", target_spacing=(2.0, 2.0, 2.5))
+    dataset = MedicalDataset(cases, "segmentation", settings, train=False)
+    assert dataset.prepare(threads=2) == 3
+    decoded = reads["image"]
+    assert dataset.prepare() == 0 and reads["image"] == decoded
+    geometry = dataset.geometry(0)
+    assert geometry["source_shape"] == [16, 16, 8] and geometry["shape"] == [8, 8, 8]
+    assert geometry["spacing"] == pytest.approx([2.0, 2.0, 2.5])
+    assert dataset[0]["image"].shape == (1, 8, 8, 8)

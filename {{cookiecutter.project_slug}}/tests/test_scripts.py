@@ -1,0 +1,121 @@
+"""The SLURM batch script: it launches this package's ``train`` with torchrun on N GPUs."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import {{ cookiecutter.package_name }}
+
+PROJECT = Path(__file__).resolve().parents[1]
+SCRIPT = PROJECT / "scripts" / "slurm_train.sbatch"
+PACKAGE = {{ cookiecutter.package_name }}.__name__
+BASH = shutil.which("bash")
+needs_posix_bash = pytest.mark.skipif(
+    BASH is None or sys.platform == "win32", reason="runs the script with bash and fake tools"
+)
+
+
+def torchrun_command(text: str) -> list[str]:
+    """The words of the script's ``torchrun`` command, continuation lines joined."""
+    joined = text.replace("\\\n", " ")
+    lines = [line for line in joined.splitlines() if re.match(r"\s*(exec\s+)?torchrun\s", line)]
+    assert len(lines) == 1, f"expected one torchrun command, found {lines}"
+    return shlex.split(lines[0])
+
+
+def test_script_runs_the_package_train_command_with_torchrun() -> None:
+    text = SCRIPT.read_text(encoding="utf-8")
+    words = torchrun_command(text)
+    assert words[-4:] == ["-m", PACKAGE, "train", "$@"]  # every argument goes to train
+    assert "--nproc_per_node=$GPUS" in words
+    assert re.search(r"^#SBATCH --gres=gpu:\d+$", text, re.MULTILINE)
+    assert re.search(r"^#SBATCH --output=logs/%x-%j\.out$", text, re.MULTILINE)
+    assert "{" + "{" not in text and "{" + "%" not in text  # rendered, no Jinja left
+
+
+@pytest.mark.skipif(BASH is None, reason="bash is not installed")
+def test_bash_accepts_the_script() -> None:
+    result = subprocess.run([BASH, "-n", str(SCRIPT)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def fake_project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A submit folder with a stub venv and a fake ``torchrun`` that records its arguments.
+
+    Returns:
+        The file the fake torchrun writes its arguments to (one a line), and the environment
+        to run the script in (as SLURM would set it: 2 GPUs, 8 CPUs).
+    """
+    submit = tmp_path / "project"
+    (submit / "configs").mkdir(parents=True)
+    (submit / "configs" / "default.yaml").write_text("seed: 1\n", encoding="utf-8")
+    bin_dir = submit / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    record = tmp_path / "torchrun_args.txt"
+    # Like a real venv's activate: its bin/ goes first on PATH, so the fake torchrun is found
+    # only when the script activated the venv.
+    (bin_dir / "activate").write_text(f'PATH="{bin_dir}:$PATH"\nexport PATH\n', encoding="utf-8")
+    torchrun = bin_dir / "torchrun"
+    torchrun.write_text(
+        "#!/bin/sh\n"
+        f'for a in "$@"; do printf "%s\\n" "$a"; done > "{record}"\n'
+        f'printf "%s\\n" "$OMP_NUM_THREADS" > "{record}.threads"\n',
+        encoding="utf-8",
+    )
+    torchrun.chmod(0o755)
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "SLURM_SUBMIT_DIR": str(submit),
+        "SLURM_GPUS_ON_NODE": "2",
+        "SLURM_CPUS_PER_TASK": "8",
+    }
+    return record, env
+
+
+@needs_posix_bash
+def test_script_passes_arguments_through_to_torchrun(tmp_path: Path) -> None:
+    record, env = fake_project(tmp_path)
+    args = ["train.epochs=3", "run.name=two gpus", "--note", "it's a 'test'"]
+    result = subprocess.run(
+        [BASH, str(SCRIPT), *args], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    recorded = record.read_text(encoding="utf-8").splitlines()
+    assert recorded == [
+        "--standalone",
+        "--nnodes=1",
+        "--nproc_per_node=2",
+        "-m",
+        PACKAGE,
+        "train",
+        *args,
+    ]
+    assert Path(f"{record}.threads").read_text(encoding="utf-8").strip() == "4"  # 8 CPUs / 2
+
+
+@needs_posix_bash
+def test_script_refuses_a_missing_venv_or_no_gpu(tmp_path: Path) -> None:
+    record, env = fake_project(tmp_path)
+    missing = subprocess.run(
+        [BASH, str(SCRIPT)],
+        env={**env, "VENV": str(tmp_path / "nowhere")},
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2
+    assert "no virtual environment at" in missing.stderr
+    no_gpu = subprocess.run(
+        [BASH, str(SCRIPT)], env={**env, "SLURM_GPUS_ON_NODE": "0"}, capture_output=True, text=True
+    )
+    assert no_gpu.returncode == 2
+    assert "no GPU found" in no_gpu.stderr
+    assert not record.exists()  # torchrun never started

@@ -1,0 +1,365 @@
+"""Training: the run folder, exact resume, the NaN guard, early stopping, safe checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from {{ cookiecutter.package_name }}.cli import main
+from {{ cookiecutter.package_name }}.config import Config, load_config
+from {{ cookiecutter.package_name }}.data.io import write_nifti
+from {{ cookiecutter.package_name }}.data.manifest import Case, write_manifest
+from {{ cookiecutter.package_name }}.data.split import make_splits
+from {{ cookiecutter.package_name }}.train import builders, loop
+from {{ cookiecutter.package_name }}.train.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    rng_states,
+    save_checkpoint,
+    set_rng_states,
+)
+from {{ cookiecutter.package_name }}.train.lr_find import suggest_lr
+from {{ cookiecutter.package_name }}.train.run_dir import new_run_dir
+
+PKG = "{{ cookiecutter.package_name }}"
+TASK = Config().task
+DIMS = Config().spatial_dims
+SHAPE = (16, 16, 8) if DIMS == 3 else (24, 24)
+
+
+def tiny_dataset(root: Path, cases: int = 10, seed: int = 0, box: int = 3) -> Path:
+    """Images with a bright box: the mask (segmentation) or the class 'finding' (classification)."""
+    rng = np.random.default_rng(seed)
+    affine = np.diag([0.8, 0.8, 2.0, 1.0])
+    rows = []
+    for i in range(cases):
+        image = rng.normal(0, 20, SHAPE).astype(np.int16)
+        mask = np.zeros(SHAPE, np.uint8)
+        has_box = TASK == "segmentation" or i % 2 == 0
+        if has_box:
+            size = [min(box, s - 2) for s in SHAPE]
+            start = rng.integers(1, [s - b for s, b in zip(SHAPE, size, strict=True)])
+            region = tuple(slice(s, s + b) for s, b in zip(start, size, strict=True))
+            image[region] += 200
+            mask[region] = 1
+        image_path = write_nifti(image, affine, root / "images" / f"c{i}.nii.gz")
+        if TASK == "segmentation":
+            label = write_nifti(mask, affine, root / "labels" / f"c{i}.nii.gz")
+        else:
+            label = "finding" if has_box else "normal"
+        rows.append(Case(f"c{i}", f"p{i}", image_path, label))
+    write_manifest(root, rows)
+    make_splits(root, task=TASK, folds=2, test_fraction=0.2, seed=0)
+    return root
+
+
+SMALL = [
+    "data.root=data/tiny",
+    f"data.patch_size={list(SHAPE)}",
+    "data.cache_dir=data/cache",
+    "model.width=4",
+    "model.depth=2",
+    "train.batch_size=2",
+    "train.epochs=2",
+    "device=cpu",
+]
+
+
+@pytest.fixture
+def tiny(project: Path) -> Path:
+    tiny_dataset(project / "data" / "tiny")
+    return project
+
+
+def train_small(*overrides: str, note: str | None = None, plots: bool = False) -> Path:
+    return loop.train(load_config([*SMALL, *overrides]), note=note, quiet=True, plots=plots)
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
+
+
+def assert_same_state(a: Path, b: Path) -> None:
+    sa = load_checkpoint(a / "checkpoints" / "last.pt")
+    sb = load_checkpoint(b / "checkpoints" / "last.pt")
+    assert sa["epoch"] == sb["epoch"]
+    for key, value in sa["model"].items():
+        assert torch.equal(value, sb["model"][key]), key
+    for pa, pb in zip(
+        sa["optimizer"]["state"].values(), sb["optimizer"]["state"].values(), strict=True
+    ):
+        for key in pa:
+            assert torch.equal(torch.as_tensor(pa[key]), torch.as_tensor(pb[key])), key
+
+
+# --- the run folder ------------------------------------------------------------------------
+
+
+def test_run_folder_has_everything(tiny: Path) -> None:
+    run = train_small("run.name=first", note="a first try", plots=True)
+    assert run.parent == tiny / "runs" and run.name.endswith("_first")
+    saved = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    assert saved["train"]["epochs"] == 2 and saved["model"]["width"] == 4
+    assert load_config(path=run / "config.yaml") == load_config(SMALL + ["run.name=first"])
+    env = json.loads((run / "environment.json").read_text(encoding="utf-8"))
+    assert {"python", "packages", "torch", "device", "git", "seeding", "start_time"} <= set(env)
+    assert env["seeding"]["seed"] == 42 and "dirty" in env["git"]
+    rows = (run / "metrics.csv").read_text(encoding="utf-8").splitlines()
+    header = rows[0].split(",")
+    assert header[:3] == ["epoch", "train_loss", "val_loss"] and len(rows) == 3
+    assert ("val_dice" if TASK == "segmentation" else "val_auroc") in header
+    for name in ("last.pt", "best.pt"):
+        state = torch.load(run / "checkpoints" / name, weights_only=True)
+        assert {
+            "model",
+            "optimizer",
+            "scheduler",
+            "scaler",
+            "epoch",
+            "rng",
+            "config",
+            "date",
+        } <= set(state)
+    for plot in ("loss", "metrics", "lr", "activations", "gradient_norms"):
+        assert (run / "plots" / f"{plot}.png").stat().st_size > 1000
+    assert "a first try" in (run / "notes.md").read_text(encoding="utf-8")
+    log = (tiny / "EXPERIMENTS.md").read_text(encoding="utf-8")
+    assert run.name in log and "a first try" in log
+
+
+def test_same_seed_same_weights(tiny: Path) -> None:
+    a = train_small("train.epochs=1")
+    b = train_small("train.epochs=1")
+    assert a != b  # a new folder each time, never overwritten
+    for key, value in weights(a).items():
+        assert torch.equal(value, weights(b)[key]), key
+    c = train_small("train.epochs=1", "seed=7")
+    assert any(not torch.equal(v, weights(c)[k]) for k, v in weights(a).items())
+
+
+def test_resume_after_a_crash_is_bit_identical(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    full = train_small("run.name=full")
+    real = loop.run_epoch
+
+    def crash_in_epoch_2(*args, **kwargs):
+        if args[7] == 1:  # the epoch argument: stop in the middle of the second epoch
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "run_epoch", crash_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train_small("run.name=crashed")
+    crashed = next(p for p in (tiny / "runs").iterdir() if p.name.endswith("_crashed"))
+    assert load_checkpoint(crashed / "checkpoints" / "last.pt")["epoch"] == 0
+    monkeypatch.setattr(loop, "run_epoch", real)
+    loop.train(load_config(), resume=crashed, quiet=True)
+    assert_same_state(full, crashed)
+    assert len((crashed / "metrics.csv").read_text(encoding="utf-8").splitlines()) == 3
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_is_bit_identical(tiny: Path) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    args = [sys.executable, "-m", PKG, "train", *SMALL, "train.epochs=4", "train.steps_per_epoch=0"]
+    full = subprocess.run(
+        [*args, "run.name=full"], cwd=tiny, env=env, capture_output=True, text=True
+    )
+    assert full.returncode == 0, full.stderr
+    proc = subprocess.Popen(
+        [*args, "run.name=killed"],
+        cwd=tiny,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    metrics = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = [p for p in (tiny / "runs").iterdir() if p.name.endswith("_killed")]
+        metrics = found[0] / "metrics.csv" if found else None
+        last = found[0] / "checkpoints" / "last.pt" if found else None
+        if last and last.exists() and metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
+            break  # epoch 1 is saved: now kill it in the middle of epoch 2
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed = metrics.parent
+    resumed = subprocess.run(
+        [sys.executable, "-m", PKG, "train", "--resume", str(killed)],
+        cwd=tiny,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    full_dir = next(p for p in (tiny / "runs").iterdir() if p.name.endswith("_full"))
+    assert_same_state(full_dir, killed)
+
+
+# --- stopping: NaN, early stopping ---------------------------------------------------------
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_last_checkpoint(
+    tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = {"n": 0}
+
+    def penalty(logits, cfg):
+        calls["n"] += 1
+        return logits.new_tensor(float("nan")) if calls["n"] > 4 else logits.new_zeros(())
+
+    monkeypatch.setattr(builders, "activity_penalty", penalty)
+    with pytest.raises(loop.TrainingError, match=r"loss is nan at epoch \d+, step \d+"):
+        train_small("run.name=nan")
+    run = next(p for p in (tiny / "runs").iterdir() if p.name.endswith("_nan"))
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] >= 0
+
+
+def test_early_stopping(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    metric = "val_dice" if TASK == "segmentation" else "val_auroc"
+    monkeypatch.setattr(loop, "validate", lambda *a, **k: {"val_loss": 1.0, metric: 0.5})
+    run = train_small("train.epochs=6", "train.patience=2", "run.name=flat")
+    assert len((run / "metrics.csv").read_text(encoding="utf-8").splitlines()) == 1 + 3
+    assert "early stop at epoch 3" in (tiny / "EXPERIMENTS.md").read_text(encoding="utf-8")
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_hostile_checkpoint_is_refused_and_runs_no_code(tiny: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    run = tiny / "runs" / "evil"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("{}\n", encoding="utf-8")
+    with open(run / "checkpoints" / "last.pt", "wb") as handle:
+        pickle.dump({"model": Evil()}, handle)
+    assert main(["train", "--resume", str(run)]) == 2
+    assert not marker.exists()
+    with pytest.raises(CheckpointError, match="not a checkpoint of this project"):
+        load_checkpoint(run / "checkpoints" / "last.pt")
+    (run / "checkpoints" / "other.pt").write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="other.pt"):
+        load_checkpoint(run / "checkpoints" / "other.pt")
+    torch.save({"weights": torch.zeros(2)}, run / "checkpoints" / "plain.pt")
+    with pytest.raises(CheckpointError, match="torch file but not a checkpoint"):
+        load_checkpoint(run / "checkpoints" / "plain.pt")
+
+
+def test_train_refuses_stale_splits(tiny: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image = tiny / "data" / "tiny" / "images" / "c0.nii.gz"
+    write_nifti(np.ones(SHAPE, np.int16), np.eye(4), image)
+    assert main(["train", *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "re-run split" in err
+
+
+def test_unknown_key_and_bad_model(tiny: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", *SMALL, "train.epoch=3"]) == 2
+    assert "unknown config key 'train.epoch'" in capsys.readouterr().err
+    assert main(["train", *SMALL, "model.name=resnet999"]) == 2
+    assert "model.name" in capsys.readouterr().err
+    assert main(["train", "--resume", "runs/nothing-here"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+# --- pieces ---------------------------------------------------------------------------------
+
+
+def test_checkpoint_round_trip_restores_every_generator(tmp_path: Path) -> None:
+    import random
+
+    random.seed(1)
+    np.random.seed(1)
+    torch.manual_seed(1)
+    path = save_checkpoint(tmp_path / "ck.pt", {"rng": rng_states()})
+    expected = (random.random(), float(np.random.rand()), torch.rand(2).tolist())
+    random.seed(2)
+    np.random.seed(2)
+    torch.manual_seed(2)
+    set_rng_states(load_checkpoint(path)["rng"])
+    assert (random.random(), float(np.random.rand()), torch.rand(2).tolist()) == expected
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
+
+
+def test_run_folders_are_never_reused(tmp_path: Path) -> None:
+    from datetime import datetime
+
+    now = datetime(2026, 1, 2, 3, 4, 5)
+    first = new_run_dir(tmp_path, "x", now)
+    second = new_run_dir(tmp_path, "x", now)
+    assert first.name == "2026-01-02_030405_x" and second.name == "2026-01-02_030405_x-2"
+
+
+def test_overfit_mode_turns_regularisation_off() -> None:
+    cfg = builders.regularisation_off(
+        load_config(["model.dropout=0.3", "train.weight_decay=0.1", "data.augment=true"])
+    )
+    assert cfg.model.dropout == 0 and cfg.train.weight_decay == 0 and not cfg.data.augment
+    assert cfg.train.patience == 0
+
+
+@pytest.mark.slow
+def test_overfit_reaches_near_perfect_training_metric(tiny: Path) -> None:
+    tiny_dataset(tiny / "data" / "big", box=6)
+    train_small("overfit=true", "data.root=data/big", "model.width=16", "train.epochs=30",
+                "train.lr=0.01", "run.name=overfit")
+    log = (tiny / "EXPERIMENTS.md").read_text(encoding="utf-8")
+    assert "overfit reached" in log, log
+
+
+def test_suggest_lr_finds_the_steepest_descent() -> None:
+    lrs = np.logspace(-6, 0, 61)
+    losses = 2 - np.tanh(3 * (np.log10(lrs) + 3))  # falls fastest at 1e-3
+    assert suggest_lr(lrs, losses) == pytest.approx(1e-3, rel=0.05)
+    with pytest.raises(ValueError):
+        suggest_lr(lrs[:2], losses[:2])
+
+
+def test_lr_find_writes_plot_and_suggestion(tiny: Path) -> None:
+    assert main(["lr-find", *SMALL, "--steps", "8"]) == 0
+    run = next(p for p in (tiny / "runs").iterdir() if "lr-find" in p.name)
+    result = json.loads((run / "lr_find.json").read_text(encoding="utf-8"))
+    assert 1e-6 <= result["suggested_lr"] <= 1.0 and len(result["lr"]) == result["steps"]
+    assert (run / "lr_find.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="gloo DDP test on Linux/macOS")
+def test_ddp_two_cpu_processes(tiny: Path) -> None:
+    args = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29531",
+        "-m",
+        PKG,
+        "train",
+        *SMALL,
+        "train.epochs=1",
+        "run.name=ddp",
+    ]
+    result = subprocess.run(args, cwd=tiny, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    runs = [p for p in (tiny / "runs").iterdir() if p.name.endswith("_ddp")]
+    assert len(runs) == 1  # rank 0 wrote, rank 1 did not make a folder of its own
+    assert len((runs[0] / "metrics.csv").read_text(encoding="utf-8").splitlines()) == 2
+    shutil.rmtree(runs[0])
