@@ -80,6 +80,7 @@ mlruns/
 mlflow.db
 *.db
 lightning_logs/
+logs/
 {checkpoints}
 # --- Python -----------------------------------------------------------------------------------
 __pycache__/

@@ -193,8 +193,9 @@ def time_contenders(
     contenders: list[Contender], device: torch.device, steps: int, repeats: int, warmup: int
 ) -> dict[str, list[float]]:
     """Seconds per step of each contender, one value per repeat (warm-up steps not timed)."""
-    for contender in contenders:
-        contender.run(warmup)
+    if warmup > 0:  # (run_epoch reads steps_per_epoch=0 as a whole epoch)
+        for contender in contenders:
+            contender.run(warmup)
     synchronize(device)
     per_step: dict[str, list[float]] = {c.name: [] for c in contenders}
     for repeat in range(repeats):

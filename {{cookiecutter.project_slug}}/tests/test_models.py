@@ -168,6 +168,30 @@ def test_init_torch_keeps_pytorch_defaults() -> None:
     assert weight.std().item() == pytest.approx(1 / math.sqrt(3 * 64 * 9), rel=0.05)
 
 
+def test_he_keeps_the_activation_scale_where_pytorch_defaults_let_it_collapse() -> None:
+    """Without normalisation, the std of the conv outputs layer by layer (the run's plot)."""
+    stds = {}
+    for init in ("auto", "torch"):
+        torch.manual_seed(0)
+        model = build_model(
+            "cnn",
+            spatial_dims=2,
+            in_channels=1,
+            out_channels=2,
+            norm="none",
+            init=init,
+            depth=4,
+            blocks_per_stage=2,
+            residual=False,
+        )
+        with ActivationStats(model) as stats, torch.no_grad():
+            model(torch.randn(8, 1, 64, 64))
+        stds[init] = [v["std"] for v in stats.summary().values()][:8]  # spatial size >= 8
+    he, default = stds["auto"], stds["torch"]
+    assert max(he) / min(he) < 2  # steady: about 1.3 from the first layer to the eighth
+    assert default[0] / default[-1] > 10  # PyTorch's default shrinks it more than tenfold
+
+
 def test_same_seed_builds_the_same_weights() -> None:
     a, b = small_model("unet", 3), small_model("unet", 3)
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
@@ -241,6 +265,7 @@ def test_pretrained_weights_load_by_name_and_shape(tmp_path: Path) -> None:
     assert torch.equal(target.stem[0].weight, source.stem[0].weight)
     assert torch.equal(target.head.conv.weight, head_before)  # mismatched: left as it was
     summary = report.summary()
+    assert str(report) == summary
     assert f"loaded {len(report.loaded)} of {len(report.loaded) + 2} model tensors" in summary
     assert "head.conv.weight [24, 4, 1, 1, 1] vs [16, 4, 1, 1, 1]" in summary
 
@@ -253,6 +278,19 @@ def test_pretrained_reports_missing_and_unexpected(tmp_path: Path) -> None:
     torch.save(state, tmp_path / "w.pt")
     report = load_pretrained(small_model("unet", 2), tmp_path / "w.pt")
     assert report.missing == ["stem.0.weight"] and report.unexpected == ["extra.weight"]
+
+
+def test_pretrained_loads_into_a_wrapped_model(tmp_path: Path) -> None:
+    torch.save(small_model("unet", 2).state_dict(), tmp_path / "w.pt")
+    torch.manual_seed(1)
+    wrapper = nn.Module()  # like DistributedDataParallel: parameters under "module."
+    wrapper.module = build_model(
+        "unet", spatial_dims=2, in_channels=1, out_channels=3, **SMALL["unet"]
+    )
+    report = load_pretrained(wrapper, tmp_path / "w.pt")
+    assert report.loaded == list(wrapper.state_dict()) and report.missing == []
+    assert report.loaded[0].startswith("module.")
+    assert torch.equal(wrapper.module.stem[0].weight, small_model("unet", 2).stem[0].weight)
 
 
 def test_pretrained_weights_of_another_architecture_are_refused(tmp_path: Path) -> None:

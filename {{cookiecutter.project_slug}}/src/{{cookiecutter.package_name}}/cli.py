@@ -142,6 +142,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seed_value(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected a seed in [0, 2**32), got {text}")
+    return value
+
+
 def fraction(text: str) -> float:
     value = float(text)
     if not 0 <= value < 1:
@@ -176,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dummy.add_argument("--out", type=Path, default=None, help="folder (default: data.root)")
     dummy.add_argument("--cases", type=positive_int, default=None, help="number of cases")
-    dummy.add_argument("--seed", type=int, default=None, help="random seed (default: seed)")
+    dummy.add_argument("--seed", type=seed_value, default=None, help="random seed (default: seed)")
     dummy.add_argument(
         "--like",
         type=Path,
@@ -208,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     inspect = commands.add_parser(
         "inspect",
-        help="dataset report: counts, classes, sizes, spacings, intensities, duplicates",
+        help="dataset report: counts, classes, mask sizes, geometry, intensities, duplicates, "
+        "annotators, splits, montages",
         description="Write reports/inspect/<date>/report.json, report.md and plots.",
     )
     inspect.add_argument(
@@ -245,9 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--test-fraction",
         type=fraction,
         default=0.2,
-        help="share of patients held out for testing (0.2)",
+        help="share of the data held out for testing, whole patients only (0.2)",
     )
-    split.add_argument("--seed", type=int, default=None, help="random seed (default: seed)")
+    split.add_argument("--seed", type=seed_value, default=None, help="random seed (default: seed)")
     add_config_options(split)
     split.set_defaults(func=run_split)
 

@@ -71,6 +71,9 @@ class LoadReport:
             )
         return "\n".join(lines)
 
+    def __str__(self) -> str:
+        return self.summary()
+
 
 def _strip_prefixes(name: str) -> str:
     changed = True
@@ -121,7 +124,8 @@ def load_pretrained(model: nn.Module, path: str | Path) -> LoadReport:
     """Copy the weights in ``path`` into ``model`` where name and shape match.
 
     Args:
-        model: the network (as built by :func:`~.registry.build_model`); changed in place.
+        model: the network (as built by :func:`~.registry.build_model`, also when wrapped in
+            DistributedDataParallel or compiled); changed in place.
         path: a local file saved with ``torch.save`` (see the module doc for what it may hold).
 
     Returns:
@@ -133,18 +137,22 @@ def load_pretrained(model: nn.Module, path: str | Path) -> LoadReport:
     """
     path = Path(path)
     weights = read_state_dict(path)
+    # Names are compared without DDP/compile prefixes on either side; the report uses the
+    # model's own names.
     own = model.state_dict()
     report = LoadReport(path=path)
     usable: dict[str, torch.Tensor] = {}
     for name, target in own.items():
-        if name not in weights:
+        key = _strip_prefixes(name)
+        if key not in weights:
             report.missing.append(name)
-        elif weights[name].shape != target.shape:
-            report.mismatched.append((name, tuple(weights[name].shape), tuple(target.shape)))
+        elif weights[key].shape != target.shape:
+            report.mismatched.append((name, tuple(weights[key].shape), tuple(target.shape)))
         else:
-            usable[name] = weights[name]
+            usable[name] = weights[key]
             report.loaded.append(name)
-    report.unexpected = [name for name in weights if name not in own]
+    known = {_strip_prefixes(name) for name in own}
+    report.unexpected = [key for key in weights if key not in known]
     if not usable:
         raise PretrainedWeightsError(
             f"no tensor in '{path}' matches the model by name and shape "

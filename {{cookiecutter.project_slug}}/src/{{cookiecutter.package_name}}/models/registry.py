@@ -1,14 +1,14 @@
 """Models chosen by name: ``build_model("unet", spatial_dims=3, in_channels=1, out_channels=2)``.
 
-=============  ==============  ====================================================
-name           task            network
-=============  ==============  ====================================================
-``unet``       segmentation    the project's U-Net (:class:`~.unet.UNet`)
-``dynunet``    segmentation    MONAI DynUNet, the nnU-Net architecture
-``segresnet``  segmentation    MONAI SegResNet
-``cnn``        classification  the project's residual CNN (:class:`~.classifier.CNNClassifier`)
-``densenet121`` classification MONAI DenseNet121
-=============  ==============  ====================================================
+===============  ==============  ==================================================================
+name             task            network
+===============  ==============  ==================================================================
+``unet``         segmentation    the project's U-Net (:class:`~.unet.UNet`)
+``dynunet``      segmentation    MONAI DynUNet, the nnU-Net architecture
+``segresnet``    segmentation    MONAI SegResNet
+``cnn``          classification  the project's residual CNN (:class:`~.classifier.CNNClassifier`)
+``densenet121``  classification  MONAI DenseNet121
+===============  ==============  ==================================================================
 
 Shapes: every model takes ``(B, in_channels, X, Y)`` (2D) or ``(B, in_channels, X, Y, Z)`` (3D).
 Segmentation models return logits ``(B, out_channels, X, Y[, Z])`` for any spatial size (they pad

@@ -12,6 +12,7 @@ epoch with the same draws and ends with bit-identical weights on the CPU.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -409,9 +410,10 @@ def run_epoch(
             logits = net(x)
             loss = loss_fn(logits.float(), y)
             loss = loss + builders.activity_penalty(logits, cfg)
-        if not torch.isfinite(loss):
+        value = float(loss.detach())  # one read of the loss per step (a GPU sync)
+        if not math.isfinite(value):
             raise TrainingError(
-                f"the loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}: training "
+                f"the loss is {value} at epoch {epoch + 1}, step {step + 1}: training "
                 "stopped; the last good checkpoint is checkpoints/last.pt (try a lower train.lr "
                 "or train.grad_clip)"
             )
@@ -429,9 +431,10 @@ def run_epoch(
                 nn.utils.clip_grad_value_(net.parameters(), cfg.train.grad_clip)
         scaler.step(optimizer)
         scaler.update()
-        total += float(loss.detach())
+        total += value
         steps += 1
-        bar.set_postfix(loss=f"{total / steps:.4f}")
+        if not quiet:
+            bar.set_postfix(loss=f"{total / steps:.4f}")
     if steps == 0:
         raise TrainingError("the training set gave no batch: fewer cases than train.batch_size?")
     norms = {k.removeprefix("module."): v / sampled for k, v in norm_sums.items()}
