@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,6 @@ MODEL_KEYS = {
 def regularisation_off(cfg: Config) -> Config:
     """The config of overfit mode: every regulariser off (dropout, noise, penalties, weight
     decay, clipping, augmentation, early stopping)."""
-    from dataclasses import replace
-
     return replace(
         cfg,
         model=replace(cfg.model, dropout=0.0, spatial_dropout=0.0),
@@ -67,9 +66,8 @@ def regularisation_off(cfg: Config) -> Config:
     )
 
 
-def loader_settings(cfg: Config, root: Path, project: Path) -> LoaderSettings:
+def loader_settings(cfg: Config) -> LoaderSettings:
     """Preprocessing, patches and augmentation from ``data.*``."""
-    del root
     segmentation = cfg.task == "segmentation"
     return LoaderSettings(
         # Classification sees whole images; segmentation trains on patches.
@@ -80,6 +78,22 @@ def loader_settings(cfg: Config, root: Path, project: Path) -> LoaderSettings:
         normalisation={"zscore": "mr"}.get(cfg.data.normalization, cfg.data.normalization),
         augment=cfg.data.augment,
         cache_dir=paths.resolve(cfg.data.cache_dir) if cfg.data.cache_dir else None,
+    )
+
+
+def dataset(cfg: Config, cases: list, classes: list[str] | None, *, train: bool) -> MedicalDataset:
+    """The dataset of ``cases`` with the run's preprocessing; augmentation only for training."""
+    settings = loader_settings(cfg)
+    if not train:
+        settings = replace(settings, augment=False)
+    return MedicalDataset(
+        cases,
+        cfg.task,
+        settings,
+        classes=classes,
+        train=train,
+        seed=cfg.seed,
+        spatial_dims=cfg.spatial_dims,
     )
 
 

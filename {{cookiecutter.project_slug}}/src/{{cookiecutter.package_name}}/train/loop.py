@@ -15,7 +15,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from .. import paths
 from ..config import Config, load_config, monitored_metric, save_config, to_dict
-from ..data.dataset import MedicalDataset, class_names
+from ..data.dataset import class_names
 from ..data.manifest import DataError
 from ..data.split import fold_cases
 from ..models import build_model
@@ -147,25 +147,8 @@ def train(
         # Overfit mode: can the model fit a handful of cases at all? Same cases for validation.
         train_cases = train_cases[: builders.OVERFIT_CASES]
         val_cases = train_cases
-    settings = builders.loader_settings(cfg, root, project)
-    train_set = MedicalDataset(
-        train_cases,
-        cfg.task,
-        settings,
-        classes=classes,
-        train=True,
-        seed=cfg.seed,
-        spatial_dims=cfg.spatial_dims,
-    )
-    val_set = MedicalDataset(
-        val_cases,
-        cfg.task,
-        replace(settings, augment=False),
-        classes=classes,
-        train=False,
-        seed=cfg.seed,
-        spatial_dims=cfg.spatial_dims,
-    )
+    train_set = builders.dataset(cfg, train_cases, classes, train=True)
+    val_set = builders.dataset(cfg, val_cases, classes, train=False)
     # Decode and cache everything once, up front: epoch 1 then runs at cached speed, and an
     # unreadable file stops the run now rather than an hour in.
     train_set.prepare(threads=max(1, min(4, os.cpu_count() or 1)))

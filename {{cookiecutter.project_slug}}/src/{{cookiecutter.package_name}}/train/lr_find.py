@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from .. import paths
 from ..config import Config, save_config
-from ..data.dataset import MedicalDataset, class_names
+from ..data.dataset import class_names
 from ..data.split import fold_cases
 from ..utils.io import atomic_write_bytes, atomic_write_text
 from ..utils.seed import make_generator, seed_everything, worker_init_fn
@@ -71,19 +71,9 @@ def lr_range_test(
         raise ValueError(f"need 0 < start_lr < end_lr, got {start_lr}, {end_lr}")
     seed_everything(cfg.seed, cfg.deterministic)
     root = paths.resolve(cfg.data.root)
-    project = paths.project_root()
     train_cases, val_cases = fold_cases(root, cfg.task, cfg.data.fold)
     classes = class_names(train_cases + val_cases) if cfg.task == "classification" else None
-    settings = builders.loader_settings(cfg, root, project)
-    dataset = MedicalDataset(
-        train_cases,
-        cfg.task,
-        settings,
-        classes=classes,
-        train=True,
-        seed=cfg.seed,
-        spatial_dims=cfg.spatial_dims,
-    )
+    dataset = builders.dataset(cfg, train_cases, classes, train=True)
     dataset.prepare()
     num_classes = builders.count_classes(cfg, dataset, classes)
     loader = DataLoader(
