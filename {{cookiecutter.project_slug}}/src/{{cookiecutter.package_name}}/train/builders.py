@@ -131,7 +131,7 @@ def model_options(cfg: Config) -> dict[str, Any]:
     return options
 
 
-def apply_pretrained(model: nn.Module, cfg: Config, project: Path, quiet: bool) -> None:
+def apply_pretrained(model: nn.Module, cfg: Config, quiet: bool) -> None:
     """Load local pretrained weights and freeze the first ``model.freeze`` layers."""
     if cfg.model.pretrained:
         report = load_pretrained(model, paths.resolve(cfg.model.pretrained))
@@ -216,7 +216,7 @@ def record_layers(
     atomic_write_text(path, out.getvalue())
 
 
-def plot_run(run_dir: Path, metrics: Any) -> None:
+def plot_run(run_dir: Path) -> None:
     """Redraw the run's plots from ``metrics.csv`` and ``layer_stats.csv``."""
     from ..viz.training_plots import plot_training
 

@@ -178,7 +178,7 @@ def train(
         out_channels=num_classes,
         **builders.model_options(cfg),
     )
-    builders.apply_pretrained(model, cfg, project, quiet=quiet or not ddp.main)
+    builders.apply_pretrained(model, cfg, quiet=quiet or not ddp.main)
     model.to(device)
     cuda = device.type == "cuda"
     if cuda and cfg.train.channels_last:
@@ -315,7 +315,7 @@ def train(
                 or (cfg.train.patience and bad_epochs >= cfg.train.patience)
             )
             if plots and (epoch == start_epoch or (epoch + 1) % PLOT_EVERY == 0 or last_epoch):
-                builders.plot_run(run_dir, metrics)
+                builders.plot_run(run_dir)
             tracker.log(epoch + 1, row)
             if not quiet:
                 shown = ", ".join(
