@@ -20,13 +20,10 @@ import torch
 from torch import nn
 
 from .layers import (
-    ACTIVATIONS,
-    NORMS,
     ConvBlock,
     GaussianNoise,
-    check_choice,
     check_input,
-    check_probability,
+    check_network_options,
     conv_nd,
     make_activation,
     make_norm,
@@ -77,22 +74,19 @@ class CNNClassifier(nn.Module):
         feature_noise: float = 0.0,
     ) -> None:
         super().__init__()
-        check_choice("spatial_dims", spatial_dims, (2, 3))
-        check_choice("norm", norm, NORMS)
-        check_choice("activation", activation, ACTIVATIONS)
-        check_probability("dropout", dropout)
-        check_probability("spatial_dropout", spatial_dropout)
-        for name, value in [
-            ("in_channels", in_channels),
-            ("out_channels", out_channels),
-            ("depth", depth),
-            ("base_channels", base_channels),
-            ("blocks_per_stage", blocks_per_stage),
-        ]:
-            if int(value) < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
-        if feature_noise < 0:
-            raise ValueError(f"feature_noise must be >= 0; got {feature_noise!r}")
+        check_network_options(
+            spatial_dims=spatial_dims,
+            norm=norm,
+            activation=activation,
+            dropout=dropout,
+            spatial_dropout=spatial_dropout,
+            feature_noise=feature_noise,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            depth=depth,
+            base_channels=base_channels,
+            blocks_per_stage=blocks_per_stage,
+        )
 
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels

@@ -48,6 +48,33 @@ def check_probability(name: str, value: float) -> None:
         raise ValueError(f"{name} must be in [0, 1); got {value!r}")
 
 
+def check_network_options(
+    *,
+    spatial_dims: int,
+    norm: str,
+    activation: str,
+    dropout: float,
+    spatial_dropout: float,
+    feature_noise: float,
+    **positive: int,
+) -> None:
+    """Validate the options the project's own networks share; ``positive`` are sizes >= 1.
+
+    Raises:
+        ValueError: naming the first option outside its range.
+    """
+    check_choice("spatial_dims", spatial_dims, (2, 3))
+    check_choice("norm", norm, NORMS)
+    check_choice("activation", activation, ACTIVATIONS)
+    check_probability("dropout", dropout)
+    check_probability("spatial_dropout", spatial_dropout)
+    for name, value in positive.items():
+        if int(value) < 1:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    if feature_noise < 0:
+        raise ValueError(f"feature_noise must be >= 0; got {feature_noise!r}")
+
+
 def conv_nd(spatial_dims: int) -> type[nn.Module]:
     """``nn.Conv2d`` or ``nn.Conv3d``."""
     check_choice("spatial_dims", spatial_dims, (2, 3))
