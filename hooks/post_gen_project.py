@@ -46,6 +46,7 @@ DEV_REQUIREMENTS = [
 # Files that only some answers keep: (path, question, answer that keeps it).
 OPTIONAL_FILES = [
     ("notebooks", "include_notebook", "true"),
+    ("tests/test_notebook.py", "include_notebook", "true"),
     (".github", "ci", "github"),
     (".gitlab-ci.yml", "ci", "gitlab"),
 ]

@@ -148,6 +148,7 @@ def test_gitignore_keeps_patient_data_out(rendered) -> None:
 def test_notebook_answer(tmp_path: Path, answer: str) -> None:
     project = render(tmp_path, include_notebook=answer)
     assert (project / "notebooks").exists() == (answer == "true")
+    assert (project / "tests" / "test_notebook.py").exists() == (answer == "true")
     setup_dev = run([sys.executable, "setup.py", "--version"], cwd=project)
     assert setup_dev.returncode == 0
 

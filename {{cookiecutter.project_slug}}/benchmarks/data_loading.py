@@ -5,7 +5,8 @@ lesion mask, anisotropic spacing, ``.nii.gz`` via ``data.io.write_nifti``), then
 same files, in one run:
 
 * ours, first epoch: decode, preprocess (window + z-score) and fill the on-disk cache;
-* ours, cached epoch: read back from the memory-mapped ``.npy`` cache;
+* ours, cached epoch: read back from the ``.npy`` cache, mapped copy-on-write (the collate's
+  stack is the only copy);
 * MONAI ``LoadImaged`` + ``CacheDataset`` with the same preprocessing (clip + z-score): the
   time to fill its in-memory cache, then a cached epoch;
 * for reference, plain nibabel decoding of the images and masks;
@@ -13,7 +14,8 @@ same files, in one run:
   after the cache), a third centred on foreground.
 
 Both pipelines return whole volumes in the comparisons of the first four lines: ours
-``(1, X, Y, Z)`` float32 images with int64 masks, MONAI float32 images and masks. Both run
+``(1, X, Y, Z)`` float32 images with uint8 masks (as the dataset hands them to the training
+loop, which makes them int64 on the device), MONAI float32 images and masks. Both run
 through a DataLoader with batch size 1 and the same number of workers. Cached epochs are
 repeated and the best is reported, as the machine may be busy with something else.
 

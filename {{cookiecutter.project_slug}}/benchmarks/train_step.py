@@ -167,7 +167,7 @@ def bare_loop(
         model.train()
         for batch in itertools.islice(loader, steps):
             x = batch["image"].to(device, non_blocking=True)
-            y = batch["label"].to(device, non_blocking=True)
+            y = batch["label"].to(device, non_blocking=True).long()  # as the training loop
             optimizer.zero_grad(set_to_none=True)
             if amp_dtype is None:
                 loss = loss_fn(model(x), y)

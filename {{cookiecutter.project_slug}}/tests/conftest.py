@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from tiny_data import tiny_dataset, train_small
 
 from {{ cookiecutter.package_name }} import paths
 
@@ -23,3 +24,38 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(paths.ROOT_ENV, str(tmp_path))
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def tiny(project: Path) -> Path:
+    """The temporary project with the tiny dataset in ``data/tiny`` (see ``tiny_data.py``)."""
+    tiny_dataset(project / "data" / "tiny")
+    return project
+
+
+@pytest.fixture(scope="session")
+def _trained_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project with the tiny dataset and one short training run, made once per session."""
+    root = tmp_path_factory.mktemp("trained")
+    shutil.copytree(PROJECT / "configs", root / "configs")
+    shutil.copy(PROJECT / "setup.py", root / "setup.py")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(paths.ROOT_ENV, str(root))
+        patch.chdir(root)
+        tiny_dataset(root / "data" / "tiny")
+        train_small("train.epochs=3", "run.name=trained")
+    return root
+
+
+@pytest.fixture
+def trained(_trained_once: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The run folder of a short training run, in a fresh copy of its project (set as root).
+
+    Tests may write into it freely: each gets its own copy.
+    """
+    root = tmp_path / "project"
+    shutil.copytree(_trained_once, root)
+    monkeypatch.setenv(paths.ROOT_ENV, str(root))
+    monkeypatch.chdir(root)
+    (run,) = sorted((root / "runs").iterdir())
+    return run

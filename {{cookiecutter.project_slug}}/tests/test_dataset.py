@@ -10,20 +10,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_data import SMALL, TASK, train_small
 from torch.utils.data import DataLoader
 
+from {{ cookiecutter.package_name }}.config import load_config
 from {{ cookiecutter.package_name }}.data import dataset as dataset_module
 from {{ cookiecutter.package_name }}.data.augment import AugmentSettings, augment
-from {{ cookiecutter.package_name }}.data.cache import ArrayCache
+from {{ cookiecutter.package_name }}.data.cache import ArrayCache, CorruptEntryError
 from {{ cookiecutter.package_name }}.data.dataset import (
     LoaderSettings,
     MedicalDataset,
     class_names,
     crop_pad,
+    foreground_points,
 )
 from {{ cookiecutter.package_name }}.data.io import Image, ImageError, write_nifti, write_png
 from {{ cookiecutter.package_name }}.data.manifest import Case, DataError
 from {{ cookiecutter.package_name }}.data.preprocess import normalise, preprocess
+from {{ cookiecutter.package_name }}.train.lr_find import lr_range_test
 from {{ cookiecutter.package_name }}.utils.seed import sample_rng
 
 SPACING = (1.0, 1.0, 2.5)
@@ -218,6 +222,73 @@ def test_a_corrupt_cache_entry_is_rebuilt(
     assert reads["image"] == 3
 
 
+def test_copy_on_write_reads_are_private_and_never_reach_the_cache_file(tmp_path: Path) -> None:
+    cache = ArrayCache(tmp_path / "cache")
+    stored = {
+        "image": np.arange(24, dtype=np.float32).reshape(2, 3, 4),
+        "big_endian": np.arange(6, dtype=">i4"),  # not mappable as a tensor: read whole
+    }
+    cache.store("k", stored, {})
+    files = {name: (tmp_path / "cache" / "k" / f"{name}.npy") for name in stored}
+    before = {name: path.read_bytes() for name, path in files.items()}
+    first = cache.load("k", mmap="c").arrays
+    for name, array in first.items():
+        assert array.flags.writeable and np.array_equal(array, stored[name])
+        array += 100  # in place, as an augmentation might
+    torch.from_numpy(first["image"]).mul_(-1)  # and through a tensor sharing its memory
+    assert {name: path.read_bytes() for name, path in files.items()} == before
+    again = cache.load("k", mmap="c").arrays
+    for name, array in again.items():
+        assert np.array_equal(array, stored[name]), name
+        assert np.array_equal(np.load(files[name]), stored[name]), name
+    read_only = cache.load("k", ["image"]).arrays["image"]
+    assert not read_only.flags.writeable and np.array_equal(read_only, stored["image"])
+    with pytest.raises(ValueError, match="mmap"):
+        cache.load("k", mmap="w")
+    data = files["image"].read_bytes()
+    files["image"].write_bytes(data[:-8])  # truncated: the map would run past its end
+    with pytest.raises(CorruptEntryError, match="image.npy"):
+        cache.load("k", mmap="c")
+
+
+def test_copy_on_write_reads_fall_back_to_whole_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where a file cannot be mapped (e.g. a file system without mmap), it is read whole."""
+    cache = ArrayCache(tmp_path / "cache")
+    image = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    cache.store("k", {"image": image}, {})
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("mmap is not supported here")
+
+    monkeypatch.setattr(torch.UntypedStorage, "from_file", refuse)
+    array = cache.load("k", mmap="c").arrays["image"]
+    assert array.flags.writeable and np.array_equal(array, image)
+    array[:] = 0
+    assert np.array_equal(cache.load("k", mmap="c").arrays["image"], image)
+
+
+def test_changing_an_item_in_place_leaves_the_cache_unchanged(
+    tmp_path: Path, cases: list[Case], reads: dict[str, int]
+) -> None:
+    settings = LoaderSettings(cache_dir=tmp_path / "cache", augment=False)
+    dataset = MedicalDataset(cases, "segmentation", settings, train=False)
+    dataset.prepare()
+    [entry] = [p for p in (tmp_path / "cache").iterdir() if p.name == dataset.entry(0).key]
+    files = sorted(entry.glob("*.npy"))
+    before = [path.read_bytes() for path in files]
+    item = dataset[0]  # from the cache: whole image and mask mapped copy-on-write
+    expected_image, expected_label = item["image"].clone(), item["label"].clone()
+    item["image"].add_(1000.0)
+    item["label"].fill_(7)
+    assert [path.read_bytes() for path in files] == before
+    again = dataset[0]
+    assert torch.equal(again["image"], expected_image)
+    assert torch.equal(again["label"], expected_label)
+    assert reads["image"] == len(cases)  # served from the cache each time, never decoded again
+
+
 # --- patches ----------------------------------------------------------------------------------
 
 
@@ -244,6 +315,20 @@ def test_block_cut_outside_the_array_is_padding() -> None:
     array = np.arange(16, dtype=np.float32).reshape(4, 4)
     out = crop_pad(array, (-1, 2), (3, 3), pad_value=-9)
     assert np.array_equal(out, [[-9, -9, -9], [2, 3, -9], [6, 7, -9]])
+
+
+def test_foreground_points_cover_each_label_evenly() -> None:
+    mask = np.zeros((6, 5, 4), dtype=np.uint8)
+    mask[1, 2, 3] = 2
+    mask[2:5, :, 1] = 1  # 15 voxels
+    points, ranges = foreground_points(mask, per_class=4)
+    assert points.dtype == np.int32 and ranges == {"1": [0, 4], "2": [4, 5]}
+    ones = points[:4]
+    assert np.all(mask[tuple(ones.T)] == 1) and len({tuple(p) for p in ones}) == 4
+    assert ones.tolist()[0] == [2, 0, 1] and ones.tolist()[-1] == [4, 4, 1]  # first and last
+    assert points[4].tolist() == [1, 2, 3]
+    empty, none = foreground_points(np.zeros((3, 3), np.uint8))
+    assert empty.shape == (0, 2) and none == {}
 
 
 @pytest.mark.parametrize(
@@ -337,7 +422,7 @@ def test_3d_segmentation_items(tmp_path: Path, cases: list[Case]) -> None:
     item = dataset[2]
     assert item["case_id"] == "case2"
     assert item["image"].dtype == torch.float32 and item["image"].shape == (1, 8, 8, 4)
-    assert item["label"].dtype == torch.int64 and item["label"].shape == (8, 8, 4)
+    assert item["label"].dtype == torch.uint8 and item["label"].shape == (8, 8, 4)  # as stored
     batch = next(iter(DataLoader(dataset, batch_size=2)))
     assert batch["image"].shape == (2, 1, 8, 8, 4) and batch["case_id"] == ["case0", "case1"]
 
@@ -354,10 +439,63 @@ def test_2d_segmentation_items_from_png(tmp_path: Path) -> None:
     dataset = MedicalDataset([case], "segmentation", settings, spatial_dims=2)
     item = dataset[0]
     assert item["image"].shape == (1, 8, 8) and item["image"].dtype == torch.float32
-    assert item["label"].shape == (8, 8) and item["label"].dtype == torch.int64
+    assert item["label"].shape == (8, 8) and item["label"].dtype == torch.uint8
     whole = MedicalDataset([case], "segmentation", settings, train=False)[0]
     assert whole["image"].shape == (1, 12, 10)
-    assert torch.equal(whole["label"], torch.from_numpy(mask.astype(np.int64)))
+    assert torch.equal(whole["label"], torch.from_numpy(mask))
+
+
+def test_masks_keep_their_stored_dtype_in_items_and_batches(
+    tmp_path: Path, cases: list[Case]
+) -> None:
+    settings = LoaderSettings(cache_dir=tmp_path / "cache")
+    for train, patch in ((False, None), (True, (8, 8, 4)), (False, (8, 8, 4))):
+        options = dataclasses.replace(settings, patch_size=patch, val_centre_crop=patch is not None)
+        dataset = MedicalDataset(cases, "segmentation", options, train=train)
+        for index in (0, 0):  # built, then read back from the cache
+            label = dataset[index]["label"]
+            assert label.dtype == torch.uint8, (train, patch)
+        batch = next(iter(DataLoader(dataset, batch_size=2)))
+        assert batch["label"].dtype == torch.uint8
+        # The training loop makes it a class-index target: what the losses take.
+        logits = torch.zeros((2, 3, *batch["label"].shape[1:]), requires_grad=True)
+        loss = torch.nn.functional.cross_entropy(logits, batch["label"].long())
+        assert torch.isfinite(loss)
+    whole = MedicalDataset(cases, "segmentation", settings, train=False)[0]["label"]
+    assert torch.equal(whole, torch.from_numpy(ct_volume(np.random.default_rng(0))[1]))
+
+
+def test_masks_with_labels_above_255_share_one_dtype_after_prepare(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    image, mask = ct_volume(rng)
+    wide = mask.astype(np.int16) * 300  # stored as int16: too large for uint8
+    cases = [
+        write_case(tmp_path / "data", "narrow", image, mask),
+        write_case(tmp_path / "data", "wide", image, wide),
+    ]
+    settings = LoaderSettings(cache_dir=tmp_path / "cache")
+    dataset = MedicalDataset(cases, "segmentation", settings, train=False)
+    assert dataset[0]["label"].dtype == torch.uint8  # before prepare(): each mask its own
+    assert dataset[1]["label"].dtype == torch.int64
+    assert dataset.prepare() == 0 and dataset.mask_dtype == np.int64
+    labels = [dataset[i]["label"] for i in range(2)]
+    assert [t.dtype for t in labels] == [torch.int64, torch.int64]
+    assert int(labels[1].max()) == 300 and torch.equal(labels[0], torch.from_numpy(mask).long())
+    narrow = MedicalDataset(cases[:1], "segmentation", settings, train=False)
+    narrow.prepare()
+    assert narrow.mask_dtype == np.uint8 and narrow[0]["label"].dtype == torch.uint8
+
+
+@pytest.mark.slow  # trains real runs
+def test_training_converts_uint8_masks_for_index_losses(tiny: Path) -> None:
+    """``ce`` and ``focal`` need int64 targets: training, validation and lr-find convert."""
+    if TASK != "segmentation":
+        pytest.skip("classification labels are int64 class indices already")
+    run = train_small("train.loss=ce", "train.epochs=1", "train.steps_per_epoch=1")
+    rows = (run / "metrics.csv").read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 2
+    found = lr_range_test(load_config([*SMALL, "train.loss=focal"]), steps=3, quiet=True)
+    assert (found / "lr_find.json").exists()
 
 
 def test_classification_items_carry_the_class_index(tmp_path: Path) -> None:

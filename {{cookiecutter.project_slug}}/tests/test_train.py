@@ -16,12 +16,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from tiny_data import SHAPE, SMALL, TASK, tiny_dataset, train_small
 
 from {{ cookiecutter.package_name }}.cli import main
-from {{ cookiecutter.package_name }}.config import Config, load_config
+from {{ cookiecutter.package_name }}.config import load_config
 from {{ cookiecutter.package_name }}.data.io import write_nifti
-from {{ cookiecutter.package_name }}.data.manifest import Case, write_manifest
-from {{ cookiecutter.package_name }}.data.split import make_splits
 from {{ cookiecutter.package_name }}.train import builders, loop
 from {{ cookiecutter.package_name }}.train.checkpoint import (
     CheckpointError,
@@ -34,57 +33,6 @@ from {{ cookiecutter.package_name }}.train.lr_find import suggest_lr
 from {{ cookiecutter.package_name }}.train.run_dir import new_run_dir
 
 PKG = "{{ cookiecutter.package_name }}"
-TASK = Config().task
-DIMS = Config().spatial_dims
-SHAPE = (16, 16, 8) if DIMS == 3 else (24, 24)
-
-
-def tiny_dataset(root: Path, cases: int = 10, seed: int = 0, box: int = 3) -> Path:
-    """Images with a bright box: the mask (segmentation) or the class 'finding' (classification)."""
-    rng = np.random.default_rng(seed)
-    affine = np.diag([0.8, 0.8, 2.0, 1.0])
-    rows = []
-    for i in range(cases):
-        image = rng.normal(0, 20, SHAPE).astype(np.int16)
-        mask = np.zeros(SHAPE, np.uint8)
-        has_box = TASK == "segmentation" or i % 2 == 0
-        if has_box:
-            size = [min(box, s - 2) for s in SHAPE]
-            start = rng.integers(1, [s - b for s, b in zip(SHAPE, size, strict=True)])
-            region = tuple(slice(s, s + b) for s, b in zip(start, size, strict=True))
-            image[region] += 200
-            mask[region] = 1
-        image_path = write_nifti(image, affine, root / "images" / f"c{i}.nii.gz")
-        if TASK == "segmentation":
-            label = write_nifti(mask, affine, root / "labels" / f"c{i}.nii.gz")
-        else:
-            label = "finding" if has_box else "normal"
-        rows.append(Case(f"c{i}", f"p{i}", image_path, label))
-    write_manifest(root, rows)
-    make_splits(root, task=TASK, folds=2, test_fraction=0.2, seed=0)
-    return root
-
-
-SMALL = [
-    "data.root=data/tiny",
-    f"data.patch_size={list(SHAPE)}",
-    "data.cache_dir=data/cache",
-    "model.width=4",
-    "model.depth=2",
-    "train.batch_size=2",
-    "train.epochs=2",
-    "device=cpu",
-]
-
-
-@pytest.fixture
-def tiny(project: Path) -> Path:
-    tiny_dataset(project / "data" / "tiny")
-    return project
-
-
-def train_small(*overrides: str, note: str | None = None, plots: bool = False) -> Path:
-    return loop.train(load_config([*SMALL, *overrides]), note=note, quiet=True, plots=plots)
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
 from . import __version__, paths
 from .config import load_config, to_yaml
+from .explain import METHODS
 from .utils.errors import ProjectError
 
 PROG = "{{ cookiecutter.package_name }}"
@@ -118,6 +120,132 @@ def run_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Whole-set metrics with confidence intervals, per-case metrics, predictions, figures."""
+    from .evaluate.evaluation import evaluate_run
+
+    out = evaluate_run(
+        args.run_dir,
+        args.split,
+        ensemble=args.ensemble,
+        reference=args.reference,
+        checkpoint=args.checkpoint,
+    )
+    print(_evaluation_summary(out))
+    return 0
+
+
+def _evaluation_summary(folder: Path) -> str:
+    import json
+
+    report = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    lines = [
+        f"{report['split']}: {report['n_cases']} cases, {report['n_patients']} patients "
+        f"(bootstrap 95% intervals over patients)"
+    ]
+    for name, entry in report["summary"].items():
+        lines.append(
+            f"  {name:<18} {entry['value']:.4f}  [{entry['low']:.4f}, {entry['high']:.4f}]"
+        )
+    lines.append(f"wrote {folder} and {folder.parents[1] / 'MODEL_CARD.md'}")
+    return "\n".join(lines)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Apply a trained run to new images, writing predictions in their own geometry."""
+    from .evaluate.predict import predict
+
+    out = predict(
+        args.run_dir, args.inputs, args.out, ensemble=args.ensemble, checkpoint=args.checkpoint
+    )
+    print(f"wrote {out}")
+    return 0
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    """Interpretability maps (saliency, Grad-CAM, occlusion) or a TCAV concept test of a run."""
+    import json
+
+    from .evaluate.model_card import write_model_card
+    from .explain.runner import explain
+
+    out = explain(
+        args.run_dir,
+        args.method,
+        cases=args.cases,
+        split=args.split,
+        layer=args.layer,
+        concept=args.concept,
+        region=args.region,
+    )
+    print(json.loads((out / "summary.json").read_text(encoding="utf-8"))["finding"])
+    card = write_model_card(out.parents[1])  # the card quotes the finding
+    print(f"wrote {out} and updated {card}")
+    return 0
+
+
+def run_runs(args: argparse.Namespace) -> int:
+    """Print the table of all runs: settings, epochs done, best validation and test metric."""
+    from .workflow.runs import filter_runs, list_runs, runs_table
+
+    if args.since and args.until and args.since > args.until:
+        raise ProjectError(f"--since {args.since} is after --until {args.until}")
+    runs_dir = paths.runs_dir() if args.runs_dir is None else paths.resolve(args.runs_dir)
+    if args.runs_dir is not None and not runs_dir.is_dir():
+        raise ProjectError(f"runs folder '{runs_dir}' does not exist")
+    runs = list_runs(runs_dir)
+    if not runs:
+        print(f"no runs in {runs_dir} yet (train one with: {PROG} train)")
+        return 0
+    shown = filter_runs(runs, args.name, args.since, args.until)
+    sys.stdout.write(runs_table(shown, args.sort))
+    print(f"{len(shown)} of {len(runs)} runs in {runs_dir}")
+    return 0
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    """Hyper-parameter search with Optuna: one training run per trial, resumable."""
+    from .workflow.sweep import sweep
+
+    result = sweep(
+        space_file=None if args.space is None else paths.resolve(args.space),
+        overrides=args.overrides,
+        config=args.config,
+        method=args.method,
+        trials=args.trials,
+        storage=args.storage,
+        study_name=args.study,
+    )
+    sys.stdout.write(result.table)
+    best = result.best
+    if best is not None:
+        print(
+            f"best: trial {best.number}, {result.monitor} {best.value:.4f}, "
+            f"run {best.user_attrs.get('run_dir', '?')}"
+        )
+    print(f"wrote {result.csv} and {result.plot}; study '{result.study}' in {result.storage}")
+    return 0 if best is not None else 1
+
+
+def run_ablate(args: argparse.Namespace) -> int:
+    """The baseline and each --try change alone, one run each, in one table."""
+    from .workflow.ablate import ablate
+
+    result = ablate(args.overrides, args.tries, config=args.config)
+    sys.stdout.write(result.table)
+    print(f"wrote {result.folder / 'ablation.csv'} and {result.folder / 'ablation.md'}")
+    return 1 if result.failed else 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """dummy-data, inspect, split, train, evaluate and explain in one go, sized for a CPU."""
+    from .workflow.demo import demo
+
+    result = demo(args.overrides, args.config)
+    print(result.summary())
+    return 0
+
+
 def add_config_options(parser: argparse.ArgumentParser) -> None:
     """The options every config-driven command shares: ``--config`` and ``key=value`` overrides."""
     parser.add_argument(
@@ -156,6 +284,13 @@ def fraction(text: str) -> float:
     return value
 
 
+def iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-command per pipeline step."""
     parser = argparse.ArgumentParser(
@@ -173,6 +308,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_config_options(config)
     config.set_defaults(func=run_config)
+
+    demo = commands.add_parser(
+        "demo",
+        help="the whole pipeline on synthetic data in minutes: dummy-data, inspect, split, "
+        "train, evaluate, explain",
+        description="Run dummy-data, inspect, split, train (with settings small enough for a "
+        "CPU), evaluate (validation and test) and explain (Grad-CAM) in one go, then print the "
+        "timings, the metrics and where the figures are. key=value overrides go on top of the "
+        "demo's settings (src/{{ cookiecutter.package_name }}/workflow/demo.py).",
+    )
+    add_config_options(demo)
+    demo.set_defaults(func=run_demo)
 
     dummy = commands.add_parser(
         "dummy-data",
@@ -259,6 +406,52 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(split)
     split.set_defaults(func=run_split)
 
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="whole-set metrics with 95%% intervals, per-case metrics, predictions, figures",
+        description="Evaluate a run (or an ensemble) on its fold's validation cases or the "
+        "held-out test set: RUN_DIR/evaluation/<split>/ (metrics.json, per_case.csv, "
+        "predictions/, figures) and RUN_DIR/MODEL_CARD.md.",
+    )
+    evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
+    evaluate.add_argument("--split", choices=["val", "test"], default="val", help="(val)")
+    evaluate.add_argument(
+        "--ensemble",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="RUN_DIR",
+        help="more runs (e.g. the other folds) whose probabilities are averaged",
+    )
+    evaluate.add_argument(
+        "--reference",
+        default="label",
+        metavar="label|label_<rater>|majority",
+        help="the annotation to compare against (label)",
+    )
+    evaluate.add_argument("--checkpoint", choices=["best", "last"], default="best", help="(best)")
+    evaluate.set_defaults(func=run_evaluate)
+
+    predict = commands.add_parser(
+        "predict",
+        help="apply a trained run to new images (files, DICOM series folders, folders of them)",
+        description="Predict new images with the run's preprocessing and sliding-window "
+        "inference: NIfTI masks in each image's own geometry (segmentation) or a CSV of "
+        "class probabilities (classification).",
+    )
+    predict.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
+    predict.add_argument(
+        "inputs", nargs="+", type=Path, metavar="INPUT", help="image file, series or folder"
+    )
+    predict.add_argument(
+        "--out", type=Path, default=None, metavar="DIR", help="output folder (RUN_DIR/predict)"
+    )
+    predict.add_argument(
+        "--ensemble", nargs="+", type=Path, default=[], metavar="RUN_DIR", help="more runs"
+    )
+    predict.add_argument("--checkpoint", choices=["best", "last"], default="best", help="(best)")
+    predict.set_defaults(func=run_predict)
+
     lr_find = commands.add_parser(
         "lr-find",
         help="learning-rate range test: loss against log lr, suggested lr",
@@ -292,6 +485,152 @@ def build_parser() -> argparse.ArgumentParser:
         help="what this run tries (notes.md and EXPERIMENTS.md)",
     )
     train.set_defaults(func=run_train)
+
+    explain = commands.add_parser(
+        "explain",
+        help="interpretability maps (saliency, Grad-CAM, occlusion) or a TCAV concept test",
+        description="Explain a run's predictions on a few cases of a split: one PNG per case "
+        "(saliency, Grad-CAM, occlusion), the prediction change when the labelled region is "
+        "covered (occlusion --region mask), or TCAV scores of a concept against random ones; "
+        "written to RUN_DIR/explain/<method>/ with a summary.json.",
+    )
+    explain.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
+    explain.add_argument(
+        "--method",
+        choices=METHODS,
+        default=METHODS[0],
+        help=f"interpretability method (default: {METHODS[0]})",
+    )
+    explain.add_argument("--cases", type=positive_int, default=4, help="cases to explain (4)")
+    explain.add_argument(
+        "--split", choices=("val", "test"), default="val", help="which cases (default: val)"
+    )
+    explain.add_argument(
+        "--layer",
+        default=None,
+        metavar="NAME",
+        help="gradcam/tcav: the layer (a module name; default: the last convolution)",
+    )
+    explain.add_argument(
+        "--concept",
+        nargs="+",
+        default=None,
+        metavar="PATH",
+        help="tcav: a folder of example images, a .txt list of them, or image files "
+        "(default on segmentation data: lesion patches of the training cases)",
+    )
+    explain.add_argument(
+        "--region",
+        choices=("mask",),
+        default=None,
+        help="occlusion: also cover the labelled region (segmentation: the label; "
+        "classification: the manifest's 'mask' column) and report the change",
+    )
+    explain.set_defaults(func=run_explain)
+
+    runs = commands.add_parser(
+        "runs",
+        help="table of all runs: date, name, note, settings, epochs, best validation, test metric",
+        description="Print a table of every run folder under runs/: date, name, status, the "
+        "first line of notes.md, model, lr, batch size, epochs, fold, epochs done, the best "
+        "value of the monitored validation metric and the test metric (dice or AUROC from "
+        "evaluation/test/metrics.json). Runs that crashed or are incomplete are listed with a "
+        "status.",
+    )
+    runs.add_argument(
+        "--sort",
+        default="date",
+        metavar="METRIC",
+        help="order by date (default, oldest first), name, best (monitored validation metric), "
+        "test, or any metrics.csv column such as val_loss (best first)",
+    )
+    runs.add_argument("--name", default=None, metavar="TEXT", help="only runs whose name has TEXT")
+    runs.add_argument(
+        "--since",
+        type=iso_date,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="only runs from this day on",
+    )
+    runs.add_argument(
+        "--until",
+        type=iso_date,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="only runs up to this day",
+    )
+    runs.add_argument(
+        "--runs-dir", type=Path, default=None, metavar="DIR", help="folder of runs (default: runs/)"
+    )
+    runs.set_defaults(func=run_runs)
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="hyper-parameter search with Optuna, one training run per trial (resumable)",
+        description="Search the space of a YAML file (default configs/sweep.yaml) with Optuna: "
+        "each trial trains one run named <study>-t<number> and scores its best monitored "
+        "validation metric. The study is stored in reports/sweeps/<study>.db (or --storage), "
+        "so running the command again resumes it: grid runs the points not yet completed, "
+        "random and tpe run --trials more. Failed trials are recorded and the search goes on. "
+        "Writes reports/sweeps/<study>/trials.csv and trials.png.",
+    )
+    sweep.add_argument(
+        "--method",
+        choices=("grid", "random", "tpe"),
+        default="tpe",
+        help="grid (every combination; needs categorical, int or stepped values), random, or "
+        "tpe (Bayesian, the default)",
+    )
+    sweep.add_argument(
+        "--trials",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="random/tpe: trials to add (10); grid: at most N of the remaining points (all)",
+    )
+    sweep.add_argument(
+        "--space",
+        type=Path,
+        default=None,
+        metavar="YAML",
+        help="search-space file (default: configs/sweep.yaml)",
+    )
+    sweep.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="Optuna RDB URL shared by several machines, e.g. postgresql://user@host/db "
+        "(default: SQLite file reports/sweeps/<study>.db)",
+    )
+    sweep.add_argument(
+        "--study",
+        default="sweep",
+        metavar="NAME",
+        help="study name: the same name resumes it, a new one starts afresh (default: sweep)",
+    )
+    add_config_options(sweep)
+    sweep.set_defaults(func=run_sweep)
+
+    ablate = commands.add_parser(
+        "ablate",
+        help="train the baseline and each --try change alone; table of the validation metric",
+        description="Train the baseline (the config and the overrides, run ablate-baseline) "
+        "and, for each --try KEY=VALUE, the baseline with that change alone (run "
+        "ablate-<key>-<value>); then print the best monitored validation metric of each run "
+        "and its difference from the baseline, saved as reports/ablate/<date>_<time>/"
+        "ablation.csv and ablation.md. Every --try is checked before anything trains. Exits "
+        "with 1 when a run failed.",
+    )
+    ablate.add_argument(
+        "--try",
+        dest="tries",
+        action="append",
+        required=True,
+        metavar="KEY=VALUE",
+        help="one change to try alone on top of the baseline (repeat for more)",
+    )
+    add_config_options(ablate)
+    ablate.set_defaults(func=run_ablate)
     return parser
 
 

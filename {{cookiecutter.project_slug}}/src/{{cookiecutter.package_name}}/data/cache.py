@@ -24,11 +24,20 @@ entry or none. Files are not ``fsync``-ed: after a crash an entry may be truncat
 rebuilt with a warning rather than stopping training; a failed write (disk full, read-only
 folder) also only warns, and the freshly built arrays are used directly.
 
-**Reading** uses memory maps (``np.memmap``, read-only) for patches: a random patch reads only
-the pages it needs, and the operating system's page cache shares them between DataLoader
-workers; whole images are read in one call. Shape, dtype and data offset come from
-``meta.json`` and each file's size is checked against them; the files stay ordinary ``.npy``
-files that ``np.load`` opens.
+**Reading** never copies more than it must (``mmap`` of :meth:`ArrayCache.load`):
+
+* ``"r"`` (or ``True``), read-only memory maps (``np.memmap``), for patches: a random patch
+  reads only the pages it needs, and the operating system's page cache shares them between
+  DataLoader workers;
+* ``"c"``, copy-on-write maps, for whole images: a writable array, private to the caller, with
+  no up-front copy (its pages are those of the page cache until written; a write copies the
+  page and never reaches the file). On POSIX systems the map holds no file descriptor; on
+  Windows, where a mapped file cannot be replaced, the array is read whole instead;
+* ``False``, the array read whole in one call.
+
+Shape, dtype and data offset come from ``meta.json`` and each file's size is checked against
+them; the files stay ordinary ``.npy`` files that ``np.load`` opens. Writers never modify a
+file in place (they rename a new one over it), so an array mapped earlier keeps its content.
 
 Concurrent writers (DataLoader workers, two runs) are safe: they write identical content under
 unique temporary names and the last rename wins.
@@ -38,6 +47,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import stat
 import time
@@ -49,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 CACHE_VERSION = 1  # bump when the preprocessing code changes what an entry holds
 RACY_SECONDS = 2.0  # a source modified more recently than this is hashed on every access
@@ -65,7 +76,8 @@ class CacheEntry:
 
     Attributes:
         key: the entry's key (hex).
-        arrays: name -> array; memory-mapped and read-only when loaded from disk, plain arrays
+        arrays: name -> array; when loaded from disk, memory-mapped read-only, mapped
+            copy-on-write or read whole (``mmap`` of :meth:`ArrayCache.load`); plain arrays
             when just built.
         meta: what the builder stored beside the arrays (geometry, statistics, ...).
         built: whether this call built the entry (a miss or a corrupt entry).
@@ -132,19 +144,55 @@ def _write_atomic(path: Path, write: Callable[[Any], None]) -> None:
         raise
 
 
-def _read_array(path: Path, spec: Mapping[str, Any], mmap: bool) -> np.ndarray:
+def _check_mmap(mmap: bool | str) -> None:
+    if not (isinstance(mmap, bool) or mmap in ("r", "c")):
+        raise ValueError(f"mmap must be False, True, 'r' or 'c', got {mmap!r}")
+
+
+def _map_private(
+    path: Path, dtype: np.dtype, shape: tuple[int, ...], offset: int, size: int
+) -> np.ndarray | None:
+    """A writable copy-on-write map of ``path`` (``MAP_PRIVATE``) as an array, or ``None`` where
+    this way is not available (not POSIX, a dtype torch lacks, an unaligned offset, a file that
+    cannot be mapped).
+
+    torch maps the file and closes it at once, so the array holds no file descriptor, unlike
+    ``np.memmap`` (a DataLoader item may live long: a list of evaluated items must not run out
+    of descriptors).
+    """
+    if os.name != "posix" or offset % dtype.itemsize or not dtype.isnative:
+        return None
+    try:
+        tensor = torch.from_numpy(np.empty(0, dtype))  # torch's dtype for it, or TypeError
+    except TypeError:
+        return None
+    try:
+        storage = torch.UntypedStorage.from_file(str(path), False, size)
+    except RuntimeError:  # a file system without mmap, or a file gone since its size was checked:
+        return None  # read it whole, which reports a missing or short file as such
+    tensor.set_(storage, offset // dtype.itemsize, shape)
+    return tensor.numpy()  # shares the map; the tensor (and the map) live as long as it does
+
+
+def _read_array(path: Path, spec: Mapping[str, Any], mmap: bool | str) -> np.ndarray:
     """Read an array written by :meth:`ArrayCache.store`, checking its size first.
 
     The shape, dtype and data offset come from ``meta.json``, so the ``.npy`` header is not
     parsed again (``np.load`` reads the same files).
 
+    Args:
+        path, spec: the ``.npy`` file and its ``meta.json`` record.
+        mmap: ``True`` or ``"r"``: a read-only memory map; ``"c"``: a writable copy-on-write
+            map (read whole where that is not available); ``False``: read whole.
+
     Raises:
         ValueError: the file is not exactly header + data long (truncated or replaced).
+        OSError: the file cannot be read.
     """
     dtype = np.dtype(spec["dtype"])
     shape = tuple(int(n) for n in spec["shape"])
     offset = int(spec["offset"])
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)
     size = os.stat(path).st_size
     if offset < 0 or size != offset + count * dtype.itemsize:
         raise ValueError(
@@ -152,7 +200,11 @@ def _read_array(path: Path, spec: Mapping[str, Any], mmap: bool) -> np.ndarray:
         )
     if count == 0:
         return np.zeros(shape, dtype)
-    if mmap:
+    if mmap == "c":
+        mapped = _map_private(path, dtype, shape, offset, size)
+        if mapped is not None:
+            return mapped
+    elif mmap:
         return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
     return np.fromfile(path, dtype=dtype, count=count, offset=offset).reshape(shape)
 
@@ -246,22 +298,25 @@ class ArrayCache:
         return self.folder / key
 
     def load(
-        self, key: str, names: Sequence[str] | None = None, mmap: bool = True
+        self, key: str, names: Sequence[str] | None = None, mmap: bool | str = True
     ) -> CacheEntry | None:
         """Read an entry back.
 
         Args:
             key: from :meth:`key`.
             names: which arrays to read (all when ``None``).
-            mmap: memory-map the arrays (read-only, pages read on access) rather than reading
-                them whole into memory.
+            mmap: ``True`` or ``"r"``: memory-map the arrays read-only (pages read on access);
+                ``"c"``: map them copy-on-write (writable, private to the caller, no up-front
+                copy; writes never reach the file); ``False``: read them whole into memory.
 
         Returns:
             The entry, or ``None`` when there is none.
 
         Raises:
             CorruptEntryError: the entry exists but cannot be read back as it was written.
+            ValueError: a bad ``mmap``.
         """
+        _check_mmap(mmap)
         folder = self.entry_folder(key)
         try:
             record = json.loads((folder / "meta.json").read_bytes())
@@ -307,7 +362,7 @@ class ArrayCache:
         settings: Mapping[str, Any],
         build: Callable[[], tuple[dict[str, np.ndarray], dict[str, Any]]],
         names: Sequence[str] | None = None,
-        mmap: bool = True,
+        mmap: bool | str = True,
     ) -> CacheEntry:
         """The cached entry for ``sources`` and ``settings``, built and stored when missing.
 

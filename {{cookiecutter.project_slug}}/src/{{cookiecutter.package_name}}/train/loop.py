@@ -384,7 +384,7 @@ def run_epoch(
         if step >= limit:
             break
         x = batch["image"].to(device, non_blocking=True)
-        y = batch["label"].to(device, non_blocking=True)
+        y = batch["label"].to(device, non_blocking=True).long()  # masks come as uint8
         if cfg.train.input_noise > 0:
             x = x + torch.randn_like(x) * cfg.train.input_noise
         with torch.autocast(

@@ -107,7 +107,7 @@ def lr_range_test(
         lr = start_lr * factor**step
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = loss_fn(model(batch["image"]), batch["label"])
+        loss = loss_fn(model(batch["image"]), batch["label"].long())  # masks come as uint8
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

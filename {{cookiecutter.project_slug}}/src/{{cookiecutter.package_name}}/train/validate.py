@@ -57,7 +57,7 @@ def _segmentation(model, dataset, loss_fn, cfg, device, num_classes) -> dict[str
     for index in range(len(dataset)):
         item = dataset[index]
         image = item["image"][None].to(device)
-        truth = item["label"][None].to(device)
+        truth = item["label"][None].to(device).long()  # masks come as uint8
         logits = predict_logits(model, image, patch).float()
         losses.append(float(loss_fn(logits, truth)))
         pred = logits.argmax(1)[0].cpu().numpy()
@@ -74,7 +74,7 @@ def _classification(model, dataset, loss_fn, device, classes) -> dict[str, float
     labels, probabilities, losses, sizes = [], [], [], []
     for batch in loader:
         logits = model(batch["image"].to(device)).float()
-        target = batch["label"].to(device)
+        target = batch["label"].to(device).long()
         losses.append(float(loss_fn(logits, target)))
         sizes.append(len(target))
         probabilities.append(torch.softmax(logits, 1).cpu().numpy())

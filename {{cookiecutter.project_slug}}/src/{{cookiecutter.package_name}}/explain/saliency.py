@@ -1,0 +1,35 @@
+"""Saliency maps: the gradient of the class score with respect to the input.
+
+Simonyan, Vedaldi & Zisserman (2014), "Deep inside convolutional networks": the magnitude
+``|d score_k / d x_v|`` of each voxel's gradient says how much a small change there would move
+the score of class ``k``. Computed with :class:`captum.attr.Saliency`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from captum.attr import Saliency
+from torch import nn
+
+
+def saliency(scorer: nn.Module, image: torch.Tensor, target: int) -> np.ndarray:
+    """The absolute input gradient of ``scorer``'s class ``target``.
+
+    Args:
+        scorer: ``(B, 1, *S) -> (B, K)`` (see :mod:`.scores`), in eval mode.
+        image: ``(1, 1, *S)`` preprocessed image.
+        target: class index into the ``K`` scores.
+
+    Returns:
+        ``(*S)`` float32 map, >= 0.
+    """
+    _check(image)
+    inputs = image.detach().clone().requires_grad_(True)
+    attribution = Saliency(scorer).attribute(inputs, target=int(target), abs=True)
+    return attribution[0, 0].detach().float().cpu().numpy()
+
+
+def _check(image: torch.Tensor) -> None:
+    if image.ndim not in (4, 5) or image.shape[:2] != (1, 1):
+        raise ValueError(f"image must have shape (1, 1, *S), got {tuple(image.shape)}")

@@ -1,0 +1,2 @@
+"""The experiment workflow: the demo pipeline, the runs table, hyper-parameter sweeps and
+ablations (one module each)."""
