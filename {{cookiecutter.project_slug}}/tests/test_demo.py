@@ -18,7 +18,7 @@ FAST = ["train.epochs=1", "model.width=4"]
 def test_demo_settings_are_valid_for_every_task_and_dimension(project: Path) -> None:
     for task, by_dims in DEMO_SETTINGS.items():
         for dims, settings in by_dims.items():
-            base = [f"task={task}", f"spatial_dims={dims}"]
+            base = [f"task={task}", f"spatial_dims={dims}", "data.format=nifti"]
             if task == "classification":
                 base += [
                     "model.name=cnn",
