@@ -98,6 +98,7 @@ def test_evaluate_writes_consistent_metrics(
     assert f"| {METRIC} | {value:.3f} |" in card
 
 
+@pytest.mark.slow
 def test_each_split_and_reference_keeps_its_own_folder(trained: Path) -> None:
     assert main(["evaluate", str(trained)]) == 0
     first = (trained / "evaluation" / "val" / "metrics.json").read_text()
@@ -111,6 +112,7 @@ def test_each_split_and_reference_keeps_its_own_folder(trained: Path) -> None:
     assert "`test`" in (trained / "MODEL_CARD.md").read_text()
 
 
+@pytest.mark.slow
 def test_reference_annotator_and_majority(
     trained: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -138,6 +140,7 @@ def test_reference_annotator_and_majority(
     assert "reference 'label_rater9' is not valid" in err and "label_rater2, majority" in err
 
 
+@pytest.mark.slow
 def test_ensemble_averages_probabilities(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
     other = trained.with_name(trained.name + "-copy")
     shutil.copytree(trained, other)
@@ -258,6 +261,7 @@ def test_roc_points_integrate_to_the_auroc() -> None:
     assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
 
 
+@pytest.mark.slow
 def test_a_resampling_run_scores_and_writes_on_the_source_grid(trained: Path) -> None:
     spacing = [1.6, 1.6, 2.0] if DIMS == 3 else [1.6, 1.6]
     patch = [8, 8, 8] if DIMS == 3 else [12, 12]

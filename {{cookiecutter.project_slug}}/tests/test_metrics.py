@@ -28,7 +28,7 @@ from monai.metrics import (
 from scipy import ndimage
 from scipy.spatial.distance import cdist
 
-from {{ cookiecutter.package_name }}.evaluate.bootstrap import bootstrap_ci
+from {{ cookiecutter.package_name }}.evaluate.bootstrap import bootstrap_ci, bootstrap_cis
 from {{ cookiecutter.package_name }}.evaluate.classification_metrics import (
     accuracy,
     auroc,
@@ -424,6 +424,18 @@ def test_bootstrap_contains_estimate_and_is_deterministic() -> None:
     assert low < narrow[0] < narrow[1] < high
     assert bootstrap_ci(values, n=4000, seed=3) == (low, high)
     assert bootstrap_ci(values, n=4000, seed=4) != (low, high)
+
+
+def test_bootstrap_cis_draws_the_same_replicates_for_every_statistic() -> None:
+    rng = np.random.default_rng(5)
+    values = rng.normal(0.7, 0.1, 40)
+    groups = np.repeat(np.arange(20), 2)
+    both = bootstrap_cis(
+        values, lambda v: {"mean": v.mean(), "median": np.median(v)}, groups=groups, n=300
+    )
+    assert both["mean"] == bootstrap_ci(values, np.mean, groups=groups, n=300)
+    assert both["median"] == bootstrap_ci(values, np.median, groups=groups, n=300)
+    assert both["median"] != both["mean"]
 
 
 def test_bootstrap_default_statistic_ignores_nan() -> None:

@@ -321,6 +321,7 @@ def test_best_so_far_skips_failed_trials() -> None:
     assert best_so_far([0.9, None, 0.4, 0.6], maximize=False) == [0.9, 0.9, 0.4, 0.4]
 
 
+@pytest.mark.slow
 def test_random_sweep_resumes_with_more_trials(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -347,6 +348,7 @@ def test_random_sweep_resumes_with_more_trials(
         sweep(method="tpe", trials=1, study_name="r")
 
 
+@pytest.mark.slow
 def test_failed_trial_is_recorded_and_retried_on_resume(
     project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

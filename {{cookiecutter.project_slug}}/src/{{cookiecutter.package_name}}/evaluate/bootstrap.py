@@ -12,7 +12,7 @@ quantiles of the statistic over ``n`` replicates. It is deterministic for a give
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -76,6 +76,34 @@ def bootstrap_ci(
         ValueError: empty data, arrays of different lengths, ``groups`` of the wrong length, or
             ``n``/``level`` out of range.
     """
+    intervals = bootstrap_cis(
+        data,
+        lambda *sample: {"value": float(statistic(*sample))},
+        groups=groups,
+        n=n,
+        seed=seed,
+        level=level,
+    )
+    return intervals["value"]
+
+
+def bootstrap_cis(
+    data: Any,
+    statistics: Callable[..., Mapping[str, float]],
+    groups: Sequence[Hashable] | np.ndarray | None = None,
+    n: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, tuple[float, float]]:
+    """Percentile intervals of several whole-set statistics from one set of replicates.
+
+    As :func:`bootstrap_ci` (same arguments, same resamples for the same ``seed``), but
+    ``statistics`` returns a mapping ``{name: value}`` per replicate, so that metrics computed
+    together (e.g. everything from one confusion matrix) are computed once per replicate.
+
+    Returns:
+        ``{name: (low, high)}`` for every name the first replicate returned.
+    """
     arrays, packed = _as_arrays(data)
     n_cases = len(arrays[0])
     if int(n) < 10:
@@ -95,7 +123,7 @@ def bootstrap_ci(
         counts = np.bincount(inverse)
         members = np.split(order, np.cumsum(counts)[:-1])
 
-    values = np.empty(int(n), dtype=np.float64)
+    values: dict[str, np.ndarray] = {}
     for replicate in range(int(n)):
         if members is None:
             index = rng.integers(0, n_cases, size=n_cases)
@@ -103,10 +131,16 @@ def bootstrap_ci(
             drawn = rng.integers(0, len(members), size=len(members))
             index = np.concatenate([members[g] for g in drawn])
         sample = tuple(array[index] for array in arrays)
-        values[replicate] = float(statistic(*sample) if packed else statistic(sample[0]))
-    values = values[~np.isnan(values)]
-    if values.size == 0:
-        return math.nan, math.nan
+        result = statistics(*sample) if packed else statistics(sample[0])
+        for name, value in result.items():
+            values.setdefault(name, np.full(int(n), np.nan))[replicate] = float(value)
     alpha = (1.0 - float(level)) / 2.0
-    low, high = np.quantile(values, [alpha, 1.0 - alpha])
-    return float(low), float(high)
+    intervals = {}
+    for name, series in values.items():
+        series = series[~np.isnan(series)]
+        if series.size == 0:
+            intervals[name] = (math.nan, math.nan)
+            continue
+        low, high = np.quantile(series, [alpha, 1.0 - alpha])
+        intervals[name] = (float(low), float(high))
+    return intervals

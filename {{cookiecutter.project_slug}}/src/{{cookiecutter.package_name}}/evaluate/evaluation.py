@@ -52,7 +52,7 @@ from tqdm import tqdm
 from ..data.io import read_image, read_label, write_nifti
 from ..data.manifest import Case, DataError
 from ..utils.io import atomic_write_text
-from .bootstrap import bootstrap_ci
+from .bootstrap import bootstrap_ci, bootstrap_cis
 from .classification_metrics import classification_metrics
 from .inference import (
     LoadedRun,
@@ -387,17 +387,22 @@ def _classification(runs: list[LoadedRun], dataset, bar, out: Path, originals) -
     truth, scores = np.asarray(labels), np.stack(probs)
     details = classification_metrics(truth, scores, names)
     groups = [r["patient_id"] for r in rows]
-    summary = {}
-    for name in CLASSIFICATION_SUMMARY:
-        low, high = bootstrap_ci(
-            (truth, scores),
-            lambda t, s, name=name: float(classification_metrics(t, s, names)[name]),
-            groups=groups,
-            n=REPLICATES,
-            seed=0,
-            level=LEVEL,
-        )
-        summary[name] = {"value": float(details[name]), "low": low, "high": high}
+    intervals = bootstrap_cis(
+        (truth, scores),
+        lambda t, s: {
+            k: float(v)
+            for k, v in classification_metrics(t, s, names).items()
+            if k in CLASSIFICATION_SUMMARY
+        },
+        groups=groups,
+        n=REPLICATES,
+        seed=0,
+        level=LEVEL,
+    )
+    summary = {
+        name: {"value": float(details[name]), "low": intervals[name][0], "high": intervals[name][1]}
+        for name in CLASSIFICATION_SUMMARY
+    }
     wrong = [i for i in range(len(rows)) if rows[i]["label"] != rows[i]["prediction"]]
     wrong.sort(key=lambda i: (-float(scores[i].max()), rows[i]["case_id"]))
     failures = [
