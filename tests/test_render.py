@@ -116,6 +116,23 @@ def test_license_file_matches_answer(rendered) -> None:
         assert DEFAULTS["author_name"] in text
 
 
+
+def readme_block(readme: str, heading: str) -> list[str]:
+    """The command lines of the first code block under ``heading``."""
+    block = re.search(r"```(?:bash)?\n(.*?)```", readme.split(heading, 1)[1], re.S)
+    assert block, f"no code block under {heading}"
+    return [line.strip() for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_readme_gives_install_demo_and_test_commands(rendered) -> None:
+    answers, project = rendered
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    package = json.loads((project / ".cookiecutter.json").read_text())["package_name"]
+    assert readme_block(readme, "## Install") == ['pip install -e ".[dev]"']
+    assert readme_block(readme, "## Run") == [f"{package} demo"]
+    assert readme_block(readme, "## Test") == ["pytest"]
+    assert ("and the notebook" in readme) == (answers.get("include_notebook", "true") == "true")
+
 def git_ignored(project: Path, paths: list[str]) -> set[str]:
     if not (project / ".git").exists():
         run(["git", "init", "-q"], cwd=project)
