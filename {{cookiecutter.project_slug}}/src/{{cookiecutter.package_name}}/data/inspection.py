@@ -25,7 +25,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -39,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from .. import paths
-from ..utils.io import atomic_write_text
+from ..utils.io import atomic_write_text, replace_folder
 from ..viz import data_plots
 from .duplicates import Fingerprint, exact_duplicates, fingerprint, near_duplicates
 from .io import Image, file_format, read_image, read_label
@@ -925,23 +924,6 @@ def render_markdown(report: Mapping[str, Any]) -> str:
 # --- the report folder ---------------------------------------------------------------------
 
 
-def _publish(built: Path, final: Path) -> None:
-    """Put the folder ``built`` in place of ``final`` (an old ``final`` is removed only once the
-    new one is in place; if the swap fails the old one is put back)."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(final, old)
-    try:
-        os.replace(built, final)
-    except BaseException:
-        if old is not None:
-            os.replace(old, final)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def inspect_dataset(
     root: Path,
     *,
@@ -1017,7 +999,7 @@ def inspect_dataset(
             build / "report.json", json.dumps(report, indent=2, allow_nan=False) + "\n"
         )
         atomic_write_text(build / "report.md", render_markdown(report) + "\n")
-        _publish(build, final)
+        replace_folder(build, final)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise

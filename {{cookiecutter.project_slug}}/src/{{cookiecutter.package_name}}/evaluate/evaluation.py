@@ -33,8 +33,6 @@ annotators the segmentation majority is where both agree.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import shutil
@@ -51,7 +49,7 @@ from tqdm import tqdm
 
 from ..data.io import read_image, read_label, write_nifti
 from ..data.manifest import Case, DataError
-from ..utils.io import atomic_write_text
+from ..utils.io import atomic_write_csv, atomic_write_text, replace_folder
 from .bootstrap import bootstrap_ci, bootstrap_cis
 from .classification_metrics import classification_metrics
 from .inference import (
@@ -140,7 +138,7 @@ def evaluate_run(
         )
         ordered = {k: report[k] for k in sorted(report, key=_key_order)}
         atomic_write_text(staging / "metrics.json", json.dumps(ordered, indent=2) + "\n")
-        _publish(staging, out)
+        replace_folder(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     from .model_card import write_model_card  # the card reads every evaluation of the run
@@ -152,18 +150,6 @@ def evaluate_run(
 def _key_order(key: str) -> int:
     first = ("run", "split", "task", "reference", "checkpoint", "epoch", "ensemble", "n_cases")
     return first.index(key) if key in first else len(first)
-
-
-def _publish(built: Path, final: Path) -> None:
-    """Put the finished folder in place of an earlier evaluation of the same name."""
-    old = final.with_name(f".{final.name}.{uuid.uuid4().hex}.old")
-    if final.exists():
-        final.rename(old)
-    built.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-# --- references -------------------------------------------------------------------------------
 
 
 def annotators(cases: Sequence[Case]) -> list[str]:
@@ -436,9 +422,5 @@ def _classification(runs: list[LoadedRun], dataset, bar, out: Path, originals) -
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
-    atomic_write_text(path, buffer.getvalue())
+    shown = [{k: f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()} for r in rows]
+    atomic_write_csv(path, shown, list(rows[0]))

@@ -10,7 +10,6 @@ Reporting" (2019), cut down to what a student project can state honestly.
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from ..config import load_config, monitored_metric
 from ..data.dummy import MARKER
 from ..data.manifest import SPLITS
 from ..utils.io import atomic_write_text
+from ..workflow.runs import best_epoch, read_metrics
 
 SMALL_SET = 30  # fewer patients than this: the card warns that intervals are wide
 
@@ -48,20 +48,6 @@ def _metric_rows(report: dict[str, Any]) -> list[str]:
     return rows
 
 
-def _training_summary(run_dir: Path, monitor: str, mode: str) -> tuple[int, str]:
-    """Epochs done and the best monitored value with its epoch, from ``metrics.csv``."""
-    path = run_dir / "metrics.csv"
-    if not path.exists():
-        return 0, "n/a"
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = [r for r in csv.DictReader(handle) if r.get(monitor, "") != ""]
-    if not rows:
-        return 0, "n/a"
-    pick = max if mode == "max" else min
-    best = pick(rows, key=lambda r: float(r[monitor]))
-    return len(rows), f"{monitor} {float(best[monitor]):.4f} at epoch {best['epoch']}"
-
-
 def write_model_card(run_dir: str | Path) -> Path:
     """Write (or rewrite) ``RUN_DIR/MODEL_CARD.md`` from the run's files; returns its path."""
     run_dir = Path(run_dir)
@@ -70,7 +56,9 @@ def write_model_card(run_dir: str | Path) -> Path:
     data_root = paths.resolve(cfg.data.root)
     splits = _json(data_root / SPLITS) or {}
     monitor, mode = monitored_metric(cfg)
-    epochs_done, best = _training_summary(run_dir, monitor, mode)
+    epochs_done = len(read_metrics(run_dir / "metrics.csv"))
+    found = best_epoch(run_dir, monitor, mode)
+    best = f"{monitor} {found[0]:.4f} at epoch {found[1]}" if found else "n/a"
     dims = f"{cfg.spatial_dims}D"
     lines = [
         f"# Model card: {run_dir.name}",

@@ -16,8 +16,6 @@ command fails with one message listing what could not be read.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,7 +32,7 @@ from ..data.io import (
     write_nifti,
 )
 from ..utils.errors import ProjectError
-from ..utils.io import atomic_write_text
+from ..utils.io import atomic_write_csv
 from .inference import load_runs, preprocess_image, probabilities, to_source_grid
 
 
@@ -166,11 +164,7 @@ def predict(
             }
         )
     if rows:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write_text(folder / "predictions.csv", buffer.getvalue())
+        atomic_write_csv(folder / "predictions.csv", rows, list(rows[0]))
     if failed:
         raise PredictError(
             f"{len(failed)} of {len(images)} inputs could not be predicted "

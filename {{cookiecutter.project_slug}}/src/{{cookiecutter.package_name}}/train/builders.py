@@ -8,7 +8,6 @@ naming the key.
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -27,7 +26,7 @@ from ..models import model_options as known_options
 from ..models.pretrained import freeze_layers, load_pretrained
 from ..models.registry import TASK_MODELS
 from ..utils.errors import ConfigError
-from ..utils.io import atomic_write_text
+from ..utils.io import atomic_write_csv
 from . import losses, optim
 
 OVERFIT_CASES = 4  # overfit=true trains (and validates) on this many cases
@@ -205,15 +204,7 @@ def record_layers(
                 "grad_norm": f"{grads.get(layer, float('nan')):.6g}",
             }
         )
-    out = io.StringIO()
-    writer = csv.DictWriter(
-        out,
-        fieldnames=["epoch", "index", "layer", "act_mean", "act_std", "grad_norm"],
-        lineterminator="\n",
-    )
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, out.getvalue())
+    atomic_write_csv(path, rows, ["epoch", "index", "layer", "act_mean", "act_std", "grad_norm"])
 
 
 def plot_run(run_dir: Path) -> None:

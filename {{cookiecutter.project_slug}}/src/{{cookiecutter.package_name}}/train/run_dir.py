@@ -8,12 +8,11 @@ the lab notebook that a student forgets to keep.
 from __future__ import annotations
 
 import csv
-import io
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..utils.io import atomic_write_text
+from ..utils.io import atomic_write_csv, atomic_write_text
 
 EXPERIMENTS_HEADER = (
     "# Experiments\n\nOne line per training run, appended by `train`.\n\n"
@@ -63,11 +62,7 @@ class MetricsLog:
         fields: list[str] = []
         for row in self.rows:
             fields += [k for k in row if k not in fields]
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        atomic_write_text(self.path, out.getvalue())
+        atomic_write_csv(self.path, self.rows, fields)
 
 
 def _format(value: Any) -> str:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
+import shutil
 import tempfile
+import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
@@ -38,3 +43,36 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
 def atomic_write_text(path: Path, text: str) -> Path:
     """:func:`atomic_write_bytes` for UTF-8 text with ``\\n`` line endings."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_csv(
+    path: Path, rows: Sequence[Mapping[str, object]], columns: Sequence[str]
+) -> Path:
+    """Write ``rows`` to ``path`` as CSV with the header ``columns``, atomically (floats as
+    written by ``str``; format them first for fewer digits). Keys not in ``columns`` are left
+    out."""
+    out = io.StringIO()
+    writer = csv.DictWriter(
+        out, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore"
+    )
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_text(Path(path), out.getvalue())
+
+
+def replace_folder(built: Path, final: Path) -> Path:
+    """Put the finished folder ``built`` in place of ``final``: an old ``final`` is removed only
+    once the new one is in place, and put back if the swap fails. Returns ``final``."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(final, old)
+    try:
+        os.replace(built, final)
+    except BaseException:
+        if old is not None:
+            os.replace(old, final)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return final

@@ -26,9 +26,9 @@ from .. import paths
 from ..config import load_config, monitored_metric, to_dict
 from ..train.loop import train
 from ..utils.errors import ConfigError, ProjectError
-from ..utils.io import atomic_write_text
+from ..utils.io import atomic_write_csv, atomic_write_text
 from .runs import best_metric, new_run_folder, read_metrics, relative_path, run_folders
-from .table import markdown_table, text_table, write_csv
+from .table import markdown_table, text_table
 
 FIXED = {
     "run.name": "ablate names the runs itself",
@@ -216,7 +216,7 @@ def ablate(
             }
         )
         rows = table_rows(results, monitor, mode)
-        write_csv(folder / "ablation.csv", rows, columns)
+        atomic_write_csv(folder / "ablation.csv", rows, columns)
         atomic_write_text(
             folder / "ablation.md", _markdown(rows, columns, overrides, monitor, mode)
         )

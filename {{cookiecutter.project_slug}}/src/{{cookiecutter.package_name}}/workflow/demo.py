@@ -26,7 +26,7 @@ from typing import Any
 
 from .. import paths
 from ..config import Config, load_config, monitored_metric
-from ..train.run_dir import MetricsLog
+from .runs import best_epoch
 
 # Settings that make the demo finish in minutes on two CPU cores (see the module docstring).
 # Chosen by measuring on 2 CPU cores (see the README): 3D segmentation about 1 s per epoch and a
@@ -179,10 +179,6 @@ def demo(
         run_dir / "MODEL_CARD.md",
     ]
     column, mode = monitored_metric(cfg)
-    rows = [r for r in MetricsLog(run_dir / "metrics.csv").rows if r.get(column, "") != ""]
-    best = None
-    if rows:
-        pick = max if mode == "max" else min
-        row = pick(rows, key=lambda r: float(r[column]))
-        best = (column, float(row[column]), int(row["epoch"]))
+    found = best_epoch(run_dir, column, mode)
+    best = (column, *found) if found is not None else None
     return DemoResult(run_dir, report, seconds, metrics, figures=figures, best=best)

@@ -101,6 +101,17 @@ def best_of(values: Iterable[float], mode: str) -> float | None:
     return max(finite) if mode == "max" else min(finite)
 
 
+def best_epoch(run_dir: Path, column: str, mode: str) -> tuple[float, int] | None:
+    """The best finite value of ``column`` in ``run_dir/metrics.csv`` and the first epoch that
+    reached it; ``None`` if the column has no finite value."""
+    rows = read_metrics(Path(run_dir) / "metrics.csv")
+    scored = [(v[0], row) for row in rows if (v := column_values([row], column))]
+    best = best_of((value for value, _ in scored), mode)
+    if best is None:
+        return None
+    return best, next(int(row["epoch"]) for value, row in scored if value == best)
+
+
 def best_metric(run_dir: Path, column: str, mode: str) -> float | None:
     """The best finite value of ``column`` in ``run_dir/metrics.csv`` (``None`` if none)."""
     return best_of(column_values(read_metrics(Path(run_dir) / "metrics.csv"), column), mode)

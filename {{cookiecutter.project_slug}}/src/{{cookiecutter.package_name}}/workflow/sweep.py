@@ -41,10 +41,11 @@ from .. import paths
 from ..config import load_config, monitored_metric
 from ..train.loop import train
 from ..utils.errors import ProjectError
+from ..utils.io import atomic_write_csv
 from ..viz.sweep_plots import plot_sweep
 from .runs import best_metric, new_run_folder, relative_path, run_folders
 from .space import Param, as_override, grid_points, load_space
-from .table import text_table, write_csv
+from .table import text_table
 
 METHODS = ("grid", "random", "tpe")
 DEFAULT_TRIALS = 10  # random and tpe: trials per invocation
@@ -344,7 +345,7 @@ def summarize(
     keys = list(dict.fromkeys([p.key for p in space] + [k for t in trials for k in t.params]))
     rows = trial_rows(trials, keys)
     out = paths.reports_dir() / "sweeps" / study.study_name
-    csv_path = write_csv(
+    csv_path = atomic_write_csv(
         out / "trials.csv", rows, ["number", "state", "value", *keys, "run_dir", "error"]
     )
     plot = plot_sweep(

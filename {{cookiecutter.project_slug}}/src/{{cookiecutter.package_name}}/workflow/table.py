@@ -1,13 +1,8 @@
-"""Tables of rows (dicts of text) as aligned text for the terminal, Markdown and CSV."""
+"""Tables of rows (dicts of text) as aligned text for the terminal and as Markdown."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-
-from ..utils.io import atomic_write_text
 
 
 def text_table(rows: Sequence[Mapping[str, str]], columns: Sequence[str]) -> str:
@@ -40,14 +35,3 @@ def markdown_table(rows: Sequence[Mapping[str, str]], columns: Sequence[str]) ->
     out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     out += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
     return "\n".join(out) + "\n"
-
-
-def write_csv(path: Path, rows: Sequence[Mapping[str, object]], columns: Sequence[str]) -> Path:
-    """Write ``rows`` to ``path`` as CSV with the header ``columns``, atomically."""
-    out = io.StringIO()
-    writer = csv.DictWriter(
-        out, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore"
-    )
-    writer.writeheader()
-    writer.writerows(rows)
-    return atomic_write_text(path, out.getvalue())
