@@ -42,6 +42,13 @@ DEV_REQUIREMENTS = [
     ("nbclient>=0.10", ("include_notebook", "true")),
     ("ipykernel>=6.29", ("include_notebook", "true")),
 ]
+# The optional extra ``pip install -e ".[export]"``: ONNX export and its check (onnx,
+# onnxruntime), and DICOM Segmentation output of ``predict --format dicom-seg`` (highdicom).
+EXPORT_REQUIREMENTS = [
+    ("onnx>=1.16", None),
+    ("onnxruntime>=1.18", None),
+    ("highdicom>=0.22", None),
+]
 
 # Files that only some answers keep: (path, question, answer that keeps it).
 OPTIONAL_FILES = [
@@ -170,6 +177,9 @@ setup(
         "dev": [
 {dev}
         ],
+        "export": [
+{export}
+        ],
     }},
     entry_points={{
         "console_scripts": [
@@ -225,6 +235,7 @@ def write_setup_py() -> None:
         license=literal(ANSWERS["license"]),
         python_requires=literal(">=" + ANSWERS["python_version"]),
         dev="\n".join(f"            {literal(r)}," for r in dev),
+        export="\n".join(f"            {literal(r)}," for r in selected(EXPORT_REQUIREMENTS)),
         script=literal(f"{package} = {package}.cli:main"),
     )
     write(PROJECT / "setup.py", text)

@@ -23,7 +23,9 @@ PROJECTS = [
     {"task": "segmentation", "spatial_dims": "3", "image_format": "nifti"},
     {"task": "classification", "spatial_dims": "2", "image_format": "png", "tracking": "csv"},
     {"task": "segmentation", "spatial_dims": "2", "image_format": "dicom", "ci": "gitlab"},
+    {"task": "classification", "spatial_dims": "3", "image_format": "nifti", "tracking": "csv"},
 ]
+CLASSIFIERS = [i for i, answers in enumerate(PROJECTS) if answers["task"] == "classification"]
 
 
 def venv_python(venv: Path) -> Path:
@@ -76,3 +78,15 @@ def test_default_project_slow_suite_passes(shared_env) -> None:
     tail = "\n".join(result.stdout.splitlines()[-30:])
     assert result.returncode == 0, tail + result.stderr
     assert " passed" in tail and "failed" not in tail, tail
+
+
+@pytest.mark.parametrize("index", CLASSIFIERS, ids=lambda i: "-".join(PROJECTS[i].values()))
+def test_classification_demo_learns(shared_env, index: int) -> None:
+    """The classification demos learn (issue 10: they stayed at chance), in 2D and in 3D."""
+    python, projects = shared_env
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    result = run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "slow",
+                  "-k", "demo_learns"], cwd=projects[index], env=env, timeout=900)
+    tail = "\n".join(result.stdout.splitlines()[-30:])
+    assert result.returncode == 0, tail + result.stderr
+    assert "1 passed" in tail, tail

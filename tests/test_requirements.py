@@ -27,6 +27,7 @@ def test_dev_requirements_cover_rendered_core_and_dev() -> None:
     dev = requirement_names([line for line in lines if not line.startswith("#")])
     always = [req for req, cond in hook_table("REQUIREMENTS") if cond is None]
     always += [req for req, cond in hook_table("DEV_REQUIREMENTS")]
+    always += [req for req, cond in hook_table("EXPORT_REQUIREMENTS")]  # tests of the extra
     missing = requirement_names(always) - dev
     assert not missing, f"requirements-dev.txt lacks {sorted(missing)}"
 

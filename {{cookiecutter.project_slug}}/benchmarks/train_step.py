@@ -143,7 +143,18 @@ def project_loop(
 
     def run(steps: int) -> None:
         limited = replace(cfg, train=replace(cfg.train, steps_per_epoch=steps))
-        run_epoch(model, loader, loss_fn, optimizer, scaler, limited, device, 0, amp_dtype, True)
+        run_epoch(
+            net=model,
+            loader=loader,
+            loss_fn=loss_fn,
+            optimizer=optimizer,
+            scaler=scaler,
+            cfg=limited,
+            device=device,
+            epoch=0,
+            amp_dtype=amp_dtype,
+            quiet=True,
+        )
 
     return Contender(name, model, run)
 

@@ -13,6 +13,25 @@ from {{ cookiecutter.package_name }} import paths
 PROJECT = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the tests marked ``applies(task=..., dims=...)`` that are about another kind of
+    project (a classification setting in a segmentation project, a 3D series in a 2D one).
+
+    They are deselected rather than skipped: they do not apply here, nothing is missing.
+    """
+    from tiny_data import DIMS, TASK
+
+    keep, drop = [], []
+    for item in items:
+        marker = item.get_closest_marker("applies")
+        wanted = marker.kwargs if marker else {}
+        ok = wanted.get("task", TASK) == TASK and wanted.get("dims", DIMS) == DIMS
+        (keep if ok else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of this project's configs in a temporary folder, set as the project root.

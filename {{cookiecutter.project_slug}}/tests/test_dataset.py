@@ -119,6 +119,29 @@ def test_mr_zscore_uses_the_nonzero_voxels_and_none_only_clips() -> None:
         normalise(mr, "ct", window=(100, -100))
 
 
+@pytest.mark.parametrize("normalization", ["zscore", "mr", "none"])
+def test_the_ct_window_is_applied_only_by_ct_normalization(normalization: str) -> None:
+    # A 12-bit radiograph (uint16 0..4095) with a nodule at 2600 on a 1500 background: a CT
+    # window of [-200, 300] HU would clip both to 300 and the nodule would vanish.
+    from {{ cookiecutter.package_name }}.train.builders import loader_settings
+
+    cfg = load_config([f"data.normalization={normalization}", "data.window=[-200, 300]"])
+    settings = loader_settings(cfg)
+    assert settings.window is None
+    image = np.full((32, 32), 1500, np.uint16)
+    image[10:14, 10:14] = 2600
+    image[0, 0] = 4095
+    pre = preprocess(
+        Image(image, np.eye(4)), None, normalisation=settings.normalisation, window=settings.window
+    )
+    nodule, background = pre.image[11, 11], pre.image[20, 20]
+    assert nodule - background == pytest.approx(
+        (2600 - 1500) / (image.std() if normalization != "none" else 1.0), rel=1e-3
+    )
+    ct = loader_settings(load_config(["data.normalization=ct", "data.window=[-200, 300]"]))
+    assert ct.window == (-200.0, 300.0)
+
+
 def test_resampling_to_a_target_spacing_gives_the_expected_grid_and_integral_labels() -> None:
     rng = np.random.default_rng(3)
     array = rng.normal(size=(20, 12, 8)).astype(np.float32)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -18,7 +19,12 @@ from {{ cookiecutter.package_name }}.data.manifest import read_manifest, write_m
 from {{ cookiecutter.package_name }}.data.split import make_splits
 from {{ cookiecutter.package_name }}.evaluate.classification_metrics import auroc
 from {{ cookiecutter.package_name }}.evaluate.inference import load_run, load_runs
-from {{ cookiecutter.package_name }}.evaluate.segmentation_metrics import segmentation_metrics
+from {{ cookiecutter.package_name }}.evaluate.model_card import interval_sentence
+from {{ cookiecutter.package_name }}.evaluate.segmentation_metrics import (
+    image_diagonal,
+    normalized_surface_dice,
+    segmentation_metrics,
+)
 from {{ cookiecutter.package_name }}.viz.evaluation_plots import roc_points
 
 SEGMENTATION = TASK == "segmentation"
@@ -50,7 +56,11 @@ def test_evaluate_writes_consistent_metrics(
 ) -> None:
     assert main(["evaluate", str(trained)]) == 0
     out = trained / "evaluation" / "val"
-    assert f"wrote {out}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"wrote {out}" in printed
+    # The printed summary says what its numbers are about, as metrics.json does.
+    label = "positive class: 'finding'" if TASK == "classification" else "tolerance of 2 mm"
+    assert label in printed
     report = json.loads((out / "metrics.json").read_text())
     rows = read_rows(out / "per_case.csv")
     run = load_run(trained)
@@ -58,6 +68,8 @@ def test_evaluate_writes_consistent_metrics(
     assert report["n_cases"] == len(rows) == report["details"]["n_cases"]
     assert report["bootstrap"] == {"replicates": 1000, "level": 0.95, "unit": "patient"}
     for name, entry in report["summary"].items():
+        if math.isnan(entry["value"]):  # undefined, e.g. the NPV of a model never saying 'normal'
+            continue
         assert entry["low"] <= entry["value"] + 1e-9 <= entry["high"] + 2e-9, name
     if SEGMENTATION:
         assert list(rows[0])[:5] == ["case_id", "dice", "iou", "hd95", "assd"]
@@ -75,6 +87,28 @@ def test_evaluate_writes_consistent_metrics(
             scores = segmentation_metrics(pred.array, truth, image.spacing)
             assert scores["dice"] == pytest.approx(float(row["dice"]), abs=1e-5)
         assert (out / "cases.png").stat().st_size > 0 and (out / "metrics.png").exists()
+        # NSD at the run's tolerance, and the worst-value convention, both say what they are.
+        assert report["nsd_tolerance_mm"] == load_run(trained).cfg.eval.nsd_tolerance == 2.0
+        assert "2 mm" in report["definitions"]["nsd"]
+        missed = [r for r in rows if math.isnan(float(r["hd95"]))]
+        assert report["empty_masks"]["one_empty"] == report["details"]["one_empty"] == len(missed)
+        assert f"({len(missed)} case-class pairs" in report["definitions"]["hd95"]
+        for row in rows:
+            image = read_image(cases[row["case_id"]].image)
+            pred = read_image(out / "predictions" / f"{row['case_id']}.nii.gz").array
+            truth = read_image(cases[row["case_id"]].label).array
+            nsd = normalized_surface_dice(pred, truth, image.spacing, 2.0)
+            assert float(row["nsd"]) == pytest.approx(nsd, abs=1e-5)
+            worst = float(row["hd95_worst"])
+            if row in missed:
+                assert worst == pytest.approx(image_diagonal(image.shape, image.spacing), rel=1e-5)
+            else:
+                assert worst == pytest.approx(float(row["hd95"]), rel=1e-5)
+        found, lost = (sum(int(r[k]) for r in rows) for k in ("lesion_tp", "lesion_fn"))
+        lesions = report["summary"]["lesion_sensitivity"]["value"]
+        assert lesions == pytest.approx(
+            found / (found + lost) if found + lost else math.nan, nan_ok=True
+        )
     else:
         assert list(rows[0])[:3] == ["case_id", "label", "prediction"]
         probs = np.array([[float(r[k]) for k in r if k.startswith("prob_")] for r in rows])
@@ -84,6 +118,16 @@ def test_evaluate_writes_consistent_metrics(
         assert matrix.sum() == len(rows)
         accuracy = np.mean([r["label"] == r["prediction"] for r in rows])
         assert report["summary"]["accuracy"]["value"] == pytest.approx(accuracy)
+        # Sensitivity is that of the abnormal class the config names, and says so.
+        assert report["positive_class"] == "finding" == report["details"]["positive_class"]
+        findings = [r for r in rows if r["label"] == "finding"]
+        found = np.mean([r["prediction"] == "finding" for r in findings])
+        assert report["summary"]["sensitivity"]["value"] == pytest.approx(found)
+        assert report["details"]["sensitivity_finding"] == pytest.approx(found)
+        for name in ("sensitivity", "specificity", "ppv", "npv", "auroc"):
+            assert "positive class 'finding'" in report["definitions"][name]
+        assert "Positive class: `finding`" in (trained / "MODEL_CARD.md").read_text()
+    assert set(report["definitions"]) == set(report["summary"])  # every value is explained
     card = (trained / "MODEL_CARD.md").read_text()
     for heading in (
         "Intended use",
@@ -94,8 +138,75 @@ def test_evaluate_writes_consistent_metrics(
         "Limitations",
     ):
         assert f"## {heading}" in card
-    value = report["summary"][METRIC]["value"]
-    assert f"| {METRIC} | {value:.3f} |" in card
+    entry = report["summary"][METRIC]
+    assert f"| {METRIC} | {entry['value']:.3f} |" in card
+    width = f"{entry['high'] - entry['low']:.3f} wide, over {report['n_patients']} patients"
+    assert width in card and "the intervals are wide" not in card
+
+
+@pytest.mark.applies(task="classification")  # the positive class
+def test_positive_class_is_checked_and_an_empty_one_is_printed(
+    trained: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = trained / "config.yaml"
+    text = config.read_text()
+    assert "positive_class: finding" in text
+    config.write_text(text.replace("positive_class: finding", "positive_class: nodule"))
+    assert main(["evaluate", str(trained)]) == 2
+    err = capsys.readouterr().err
+    assert "'data.positive_class' = 'nodule' is not one of the classes found" in err
+    assert "['finding', 'normal']" in err and len(err.strip().splitlines()) == 1
+    config.write_text(text.replace("positive_class: finding", "positive_class: ''"))
+    assert main(["evaluate", str(trained)]) == 0
+    assert "positive class: 'normal' (data.positive_class is empty" in capsys.readouterr().out
+    report = json.loads((trained / "evaluation" / "val" / "metrics.json").read_text())
+    assert report["positive_class"] == "normal"
+    assert report["summary"]["sensitivity"]["value"] == pytest.approx(
+        report["details"]["sensitivity_normal"], nan_ok=True
+    )
+
+
+def test_segmentation_definitions_name_class_convention_and_tolerance() -> None:
+    from {{ cookiecutter.package_name }}.evaluate.evaluation import segmentation_definitions
+    from {{ cookiecutter.package_name }}.evaluate.segmentation_metrics import (
+        summarize_segmentation,
+    )
+
+    truth = np.zeros((12, 12), dtype=int)
+    truth[2:5, 2:5], truth[7:10, 7:10] = 1, 2
+    cases = [
+        segmentation_metrics(truth, truth, 1.0, classes=(1, 2)),
+        segmentation_metrics(np.where(truth == 2, 0, truth), truth, 1.0, classes=(1, 2)),
+    ]
+    details = summarize_segmentation(cases, classes=(1, 2))
+    names = ["dice", "hd95", "hd95_worst", "nsd", "lesion_sensitivity", "hd95_2", "nsd_1"]
+    text = segmentation_definitions(names, details, 1.5)
+    assert "(1 case-class pairs, see hd95_worst)" in text["hd95"]  # class 2 missed once
+    assert "(1 case-class pairs) scored the image diagonal" in text["hd95_worst"]
+    assert text["hd95_2"].endswith("(class 2)") and "(1 case-class pairs" in text["hd95_2"]
+    assert "(0 case-class pairs" in segmentation_definitions(["hd95_1"], details, 1.5)["hd95_1"]
+    assert "1.5 mm" in text["nsd"] and text["nsd_1"].endswith("(class 1)")
+    assert text["dice"].endswith("(per case the mean over the classes)")
+    assert "(3 of 4)" in text["lesion_sensitivity"]
+    binary = segmentation_definitions(["dice", "hd95"], details, 1.5)
+    assert not binary["dice"].endswith(")") and "class" not in binary["hd95"].split(";")[-1]
+
+
+def test_model_card_describes_intervals_from_their_width() -> None:
+    def report(patients: int, low: float, high: float) -> dict:
+        entry = {"value": (low + high) / 2, "low": low, "high": high}
+        return {"n_patients": patients, "summary": {"accuracy": entry, METRIC: entry}}
+
+    one = interval_sentence(report(1, 0.8, 0.8))
+    assert "0.000 wide, over 1 patient: zero width" in one and "not measured at all" in one
+    three = interval_sentence(report(3, 0.5, 0.9))
+    assert f"{METRIC} is 0.500 – 0.900, 0.400 wide, over 3 patients" in three
+    assert "fewer than 5 patients" in three and "zero" not in three
+    many = interval_sentence(report(40, 0.71, 0.79))
+    assert "0.080 wide, over 40 patients." in many and "fewer" not in many
+    perfect = interval_sentence(report(40, 1.0, 1.0))  # every case right in every resample
+    assert "zero width because every resample gave the same value" in perfect
+    assert "fewer" not in perfect
 
 
 @pytest.mark.slow
@@ -151,7 +262,7 @@ def test_ensemble_averages_probabilities(trained: Path, capsys: pytest.CaptureFi
     assert both["ensemble"] == [trained.name, other.name]
     # Two copies of one model average to that model.
     assert both["summary"][METRIC]["value"] == pytest.approx(alone["summary"][METRIC]["value"])
-    different = train_small("data.window=[-500, 500]", "train.epochs=1")
+    different = train_small("data.normalization=none", "train.epochs=1")
     with pytest.raises(Exception, match="differs from .* in its preprocessing"):
         load_runs(trained, [different])
     assert main(["evaluate", str(trained), "--ensemble", str(different)]) == 2

@@ -17,6 +17,7 @@ from torch import nn
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.data.io import write_nifti
 from {{ cookiecutter.package_name }}.data.manifest import MANIFEST
+from {{ cookiecutter.package_name }}.evaluate.inference import load_run
 from {{ cookiecutter.package_name }}.explain.concepts import (
     ConceptError,
     concept_files,
@@ -24,16 +25,22 @@ from {{ cookiecutter.package_name }}.explain.concepts import (
     random_crops,
 )
 from {{ cookiecutter.package_name }}.explain.gradcam import gradcam
-from {{ cookiecutter.package_name }}.explain.layers import LayerError, default_layer, find_layer
+from {{ cookiecutter.package_name }}.explain.layers import (
+    LayerError,
+    conv_layers,
+    default_layer,
+    find_layer,
+)
 from {{ cookiecutter.package_name }}.explain.occlusion import control_region, occlusion_map, region_test
 from {{ cookiecutter.package_name }}.explain.runner import positive_share_inside
 from {{ cookiecutter.package_name }}.explain.saliency import saliency
 from {{ cookiecutter.package_name }}.explain.scores import RegionScore, prepare
 from {{ cookiecutter.package_name }}.explain.tcav import (
+    RANDOM_SETS,
     assess_concept,
     pooled_activations,
     pooled_gradients,
-    significance,
+    set_test,
     tcav_score,
     train_cav,
 )
@@ -230,15 +237,18 @@ def test_cav_points_to_the_concept_and_scores_count_positive_derivatives() -> No
     assert cav[0] > 0.9
     gradients = np.array([[1.0, 0, 0], [1.0, 0, 0], [-1.0, 0, 0], [2.0, 0, 0]])
     assert tcav_score(gradients, cav) == 0.75
-    assert significance([1, 1, 1], [0.5, 0.4, 0.6]) < 0.05
-    assert significance([1, 1], [1, 1]) == 1.0
-    assert significance([1, 1], [0, 0]) == 0.0
 
 
 @pytest.mark.parametrize("dims", [2, 3])
 def test_tcav_finds_the_concept_the_toy_network_uses(dims: int) -> None:
     """Bright patches drive the toy classifier's class 1 up and class 0 down; random noise
-    patches mean nothing, so class 1 scores 1, class 0 scores 0, both significantly."""
+    patches mean nothing, so class 1 scores 1 and class 0 scores 0.
+
+    The toy network is linear after its layer: every input has the same gradient, along
+    channel 0, so a CAV scores 0 or 1 and each set's mean score against the others is its rank
+    along that channel. The concept ranks first of the 10 sets, which chance does one time in
+    10: the honest test does not call that significant (it needs inputs whose gradients
+    differ, see ``tests/test_tcav.py``)."""
     image, box = toy(dims)
     net = BoxNet(box, "classification").eval()
     _, layer = find_layer(net)
@@ -254,9 +264,15 @@ def test_tcav_finds_the_concept_the_toy_network_uses(dims: int) -> None:
         k: np.concatenate([pooled_gradients(net, layer, x, [k]) for x in inputs]) for k in (0, 1)
     }
     results = assess_concept(concept, randoms, gradients)
-    assert results[1]["tcav"] == 1.0 and results[1]["significant"]
-    assert results[0]["tcav"] == 0.0 and results[0]["significant"]
-    assert results[1]["inputs"] == 3 and len(results[1]["scores"]) == 8
+    assert results[1]["tcav"] == 1.0 and results[0]["tcav"] == 0.0
+    ranks = [i / 9 for i in range(9)]  # the random sets' mean scores: ranks 0..8 of 9
+    assert sorted(results[1]["random_scores"]) == pytest.approx(ranks)
+    assert sorted(results[0]["random_scores"]) == pytest.approx([1 / 9 + r for r in ranks])
+    p = set_test(1.0, ranks)
+    assert results[1]["p_value"] == pytest.approx(p) and results[0]["p_value"] == pytest.approx(p)
+    assert 0.1 < p < 0.15 and not results[1]["significant"]
+    assert results[1]["inputs"] == 3 and len(results[1]["scores"]) == 9
+    assert results[1]["tests"] == 2  # Bonferroni over the two classes
 
 
 def test_concepts_from_a_folder_a_list_or_files(tmp_path: Path) -> None:
@@ -383,11 +399,33 @@ def test_tcav_command_writes_scores_and_a_plot(
     scores = json.loads((out / "scores.json").read_text())
     assert scores["concept"] == ("lesion patches" if TASK == "segmentation" else "bright")
     assert scores["classes"] and scores["examples"] >= 4
+    tests = len(scores["classes"])  # one layer: Bonferroni over the classes tested
+    assert scores["tests"] == tests and scores["random_sets"] == RANDOM_SETS
     for result in scores["classes"]:
         assert 0 <= result["tcav"] <= 1 and 0 <= result["p_value"] <= 1
         assert len(result["scores"]) == len(result["random_scores"]) == scores["random_sets"]
+        assert result["p_value_corrected"] == pytest.approx(min(1, tests * result["p_value"]))
+        assert result["significant"] == (result["p_value_corrected"] < result["alpha"])
     assert (out / "tcav.png").read_bytes()[:4] == b"\x89PNG"
-    assert json.loads((out / "summary.json").read_text())["finding"].startswith("TCAV at layer")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["finding"].startswith("TCAV at layer")
+    assert f"against {RANDOM_SETS} random sets:" in summary["finding"]
+    assert f"Bonferroni correction for {tests} test" in summary["finding"]
+    for result in summary["classes"]:
+        for key in ("tcav", "p_value", "p_value_corrected", "random_sets", "significant"):
+            assert key in result
+    # Two layers: every class is tested at each, and the correction counts both.
+    model = load_run(trained).model
+    spatial = [n for n, m in conv_layers(model).items() if max(m.kernel_size) > 1]
+    assert explain_cli(trained, *args, "--layer", ",".join(spatial[-2:])) == 0
+    two = json.loads((out / "scores.json").read_text())
+    assert two["layers"] == spatial[-2:] and two["tests"] == 2 * tests
+    assert [c["layer"] for c in two["classes"]] == [spatial[-2]] * tests + [spatial[-1]] * tests
+    for result in two["classes"]:
+        assert result["p_value_corrected"] == pytest.approx(min(1, 2 * tests * result["p_value"]))
+    summary = json.loads((out / "summary.json").read_text())
+    assert f"correction for {2 * tests} tests (" in summary["finding"]
+    assert summary["finding"].endswith(" x 2 layers)")
 
 
 @pytest.mark.parametrize(
@@ -396,6 +434,7 @@ def test_tcav_command_writes_scores_and_a_plot(
         (["--layer", "nope", "--method", "gradcam"], "has no layer 'nope'"),
         (["--region", "mask", "--method", "saliency"], "--region applies to occlusion"),
         (["--concept", "x", "--method", "gradcam"], "--concept applies to tcav"),
+        (["--layer", "a,b", "--method", "gradcam"], "gradcam takes one --layer"),
     ],
 )
 def test_bad_options_exit_2_with_one_message(

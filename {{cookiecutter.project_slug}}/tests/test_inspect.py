@@ -123,7 +123,7 @@ def has_colour(picture: np.ndarray, colour: str) -> bool:
 
 def test_report_is_written_in_a_dated_folder(segmentation: dict[str, Any]) -> None:
     path = segmentation["path"]
-    assert path == segmentation["base"] / "out" / "2024-05-01" / "report.json"
+    assert path == segmentation["base"] / "out" / "2024-05-01_data" / "report.json"
     report = segmentation["report"]
     assert report["task"] == "segmentation"
     assert report["counts"] == {
@@ -244,7 +244,7 @@ def test_rerun_replaces_that_day_only(tmp_path: Path) -> None:
     root = tmp_path / "data"
     make_segmentation(root)
     out = tmp_path / "out"
-    other_day = out / "2024-04-30" / "keep.txt"
+    other_day = out / "2024-04-30_data" / "keep.txt"
     other_day.parent.mkdir(parents=True)
     other_day.write_text("earlier report", encoding="utf-8")
     first = inspect_dataset(root, task="segmentation", out_dir=out, day=DAY, figures=False)
@@ -254,7 +254,35 @@ def test_rerun_replaces_that_day_only(tmp_path: Path) -> None:
     assert second == first and second.is_file()
     assert not stale.exists()
     assert other_day.read_text(encoding="utf-8") == "earlier report"
-    assert sorted(p.name for p in out.iterdir()) == ["2024-04-30", "2024-05-01"]
+    assert sorted(p.name for p in out.iterdir()) == ["2024-04-30_data", "2024-05-01_data"]
+
+
+def test_two_datasets_on_one_day_keep_their_reports(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    make_segmentation(tmp_path / "lungs")
+    make_segmentation(tmp_path / "other" / "lungs")  # same folder name, another dataset
+    make_segmentation(tmp_path / "livers")
+    first = inspect_dataset(
+        tmp_path / "lungs", task="segmentation", out_dir=out, day=DAY, figures=False
+    )
+    second = inspect_dataset(
+        tmp_path / "livers", task="segmentation", out_dir=out, day=DAY, figures=False
+    )
+    third = inspect_dataset(
+        tmp_path / "other" / "lungs", task="segmentation", out_dir=out, day=DAY, figures=False
+    )
+    assert [p.parent.name for p in (first, second, third)] == [
+        "2024-05-01_lungs",
+        "2024-05-01_livers",
+        "2024-05-01_lungs-2",
+    ]
+    assert all(p.is_file() for p in (first, second, third))
+    recorded = json.loads(third.read_text(encoding="utf-8"))["root"]
+    assert recorded == str((tmp_path / "other" / "lungs").resolve())
+    again = inspect_dataset(
+        tmp_path / "lungs", task="segmentation", out_dir=out, day=DAY, figures=False
+    )
+    assert again == first  # the same dataset the same day: its own report, replaced
 
 
 def make_classification(root: Path) -> None:
@@ -297,7 +325,8 @@ def test_cli_inspect_writes_the_report(project: Path, capsys: pytest.CaptureFixt
     else:
         make_segmentation(project / "mydata")
     assert main(["inspect", "--data", "mydata"]) == 0
-    path = project / "reports" / "inspect" / dt.date.today().isoformat() / "report.json"
+    today = dt.date.today().isoformat()
+    path = project / "reports" / "inspect" / f"{today}_mydata" / "report.json"
     assert f"wrote {path}" in capsys.readouterr().out
     report = json.loads(path.read_text(encoding="utf-8"))
     assert report["task"] == task
@@ -352,10 +381,10 @@ def test_view_case_shows_the_montage_without_itksnap(
     monkeypatch.setattr(inspect_module.shutil, "which", lambda name: None)
     root, out = segmentation["base"] / "data", segmentation["base"] / "out"
     assert view_case(root, "c2", task="segmentation", out_dir=out) == 0
-    assert str(out / "2024-05-01" / "montages" / "c2.png") in capsys.readouterr().out
+    assert str(out / "2024-05-01_data" / "montages" / "c2.png") in capsys.readouterr().out
     fresh = segmentation["base"] / "elsewhere"
     assert view_case(root, "c2", task="segmentation", out_dir=fresh) == 0
-    made = fresh / dt.date.today().isoformat() / "montages" / "c2.png"
+    made = fresh / f"{dt.date.today().isoformat()}_data" / "montages" / "c2.png"
     assert made.is_file() and str(made) in capsys.readouterr().out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 
@@ -221,3 +222,210 @@ def test_canonical_of_2d_is_unchanged() -> None:
     image = Image(np.zeros((3, 2)), np.eye(4))
     assert to_canonical(Image(np.zeros((3, 2, 1)), np.eye(4))).shape == (3, 2, 1)
     assert image.spacing == (1.0, 1.0)
+
+
+# --- series that cannot be one volume (pydicom's own test series) ------------------------------
+
+DICOMDIR_TESTS = Path(get_testdata_file("CT_small.dcm")).parent / "dicomdirtests"
+
+
+def copy_series(tmp_path: Path, relative: str) -> Path:
+    folder = tmp_path / Path(relative).name
+    shutil.copytree(DICOMDIR_TESTS / relative, folder)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("series", "orientations"),
+    [("98892001/CT2N", 2), ("98892003/MR700", 7)],  # sagittal + coronal slice; a radial MR
+)
+def test_mixed_orientations_are_refused(tmp_path: Path, series: str, orientations: int) -> None:
+    folder = copy_series(tmp_path, series)
+    with pytest.raises(ImageError) as info:
+        read_image(folder)
+    message = str(info.value)
+    assert f"'{folder}': mixed orientation" in message and "\n" not in message
+    assert f"have {orientations} different ImageOrientationPatient" in message
+
+
+def test_three_plane_localizer_is_refused(tmp_path: Path) -> None:
+    axial, coronal, sagittal = np.eye(4), np.eye(4)[[0, 2, 1, 3]].T, np.eye(4)[[2, 0, 1, 3]].T
+    for k, plane in enumerate((axial, coronal, sagittal)):
+        write_dicom(
+            volume((6, 5)), plane, tmp_path / "loc" / f"{k}.dcm", patient_id="p", series_uid="1.2.3"
+        )
+    with pytest.raises(ImageError, match="mixed orientation: its 3 slices have 3 different"):
+        read_image(tmp_path / "loc")
+
+
+def test_irregular_gaps_are_refused_with_their_positions(tmp_path: Path) -> None:
+    folder = copy_series(tmp_path, "77654033/CT2")  # slices at -99.48, 103.02, 104.27, 105.52
+    with pytest.raises(ImageError) as info:
+        read_image(folder)
+    message = str(info.value)
+    assert f"'{folder}': irregular slice gaps (1.25 to 202.5 mm" in message
+    assert "202.5 mm between -99.48 and 103" in message and "--resample-slices" in message
+
+
+def test_resampling_irregular_slices_is_exact_in_world_coordinates(tmp_path: Path) -> None:
+    # slice k holds the value 10 * z (z in mm): linear interpolation must give 10 * z exactly
+    affine = np.diag([-0.8, -0.9, 2.0, 1.0])
+    affine[:3, 3] = [12.0, 30.0, -40.0]
+    shape = (6, 5, 8)
+    z = affine[2, 3] + 2.0 * np.arange(shape[2])
+    vol = np.broadcast_to((10 * z + 1000).astype(np.int16), shape).copy()
+    folder = tmp_path / "gapped"
+    write_dicom(vol, affine, folder, patient_id="p")
+    for k in (2, 3, 5):  # left: z = -40, -38, -32, -28, -26 (gaps 2, 6, 4, 2)
+        (folder / f"slice_{k:04d}.dcm").unlink()
+    with pytest.raises(ImageError, match="irregular slice gaps"):
+        read_image(folder)
+    image = read_image(folder, resample_irregular=True)
+    assert image.meta["resampled"] is True
+    assert image.shape == (6, 5, 8) and image.spacing == pytest.approx((0.8, 0.9, 2.0))
+    assert np.allclose(image.affine, affine)  # the first slice's place, a 2 mm step
+    for k in range(8):
+        z_k = world(image.affine, (0, 0, k))[2]
+        assert np.allclose(image.array[:, :, k], 10 * z_k + 1000)
+
+
+def test_resampling_pydicom_ct2_keeps_first_and_last_slice(tmp_path: Path) -> None:
+    folder = copy_series(tmp_path, "77654033/CT2")
+    image = read_image(folder, resample_irregular=True)
+    assert image.shape == (16, 16, 165)  # 205 mm / 1.25 mm + 1
+    assert image.spacing[2] == pytest.approx(1.25)
+    first, last = (pydicom.dcmread(f) for f in sorted(folder.iterdir())[::3])
+    ends = sorted([first, last], key=lambda ds: float(ds.ImagePositionPatient[2]))
+    assert world(image.affine, (0, 0, 164))[2] == pytest.approx(105.52, abs=1e-3)
+    for k, ds in ((0, ends[0]), (164, ends[1])):
+        hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        assert np.allclose(image.array[:, :, k], hu.T)
+
+
+# --- multi-frame DICOM ------------------------------------------------------------------------
+
+
+def test_rtdose_multiframe_reads_with_frame_offsets() -> None:
+    path = get_testdata_file("rtdose.dcm")
+    ds = pydicom.dcmread(path)
+    image = read_image(path)
+    offsets = [float(v) for v in ds.GridFrameOffsetVector]
+    assert image.shape == (ds.Columns, ds.Rows, int(ds.NumberOfFrames))
+    assert image.spacing[2] == pytest.approx(offsets[1] - offsets[0])
+    origin_lps = [float(v) for v in ds.ImagePositionPatient]
+    assert np.allclose(
+        world(image.affine, (0, 0, 0)), [-origin_lps[0], -origin_lps[1], origin_lps[2]]
+    )
+    gy = ds.pixel_array[3].T * float(ds.DoseGridScaling)  # frame 3 in Gy
+    assert np.allclose(image.array[:, :, 3], gy, rtol=1e-6)
+
+
+def enhanced_from_series(folder: Path, out: Path, positions: bool = True) -> Path:
+    """One enhanced (multi-frame) file holding the slices of a single-frame series."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    slices = [pydicom.dcmread(p) for p in sorted(folder.iterdir())]
+    ds = copy.deepcopy(slices[0])
+    ds.NumberOfFrames = len(slices)
+    for tag in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
+        delattr(ds, tag)
+    shared = Dataset()
+    orientation, measures, transform = Dataset(), Dataset(), Dataset()
+    orientation.ImageOrientationPatient = slices[0].ImageOrientationPatient
+    measures.PixelSpacing = slices[0].PixelSpacing
+    transform.RescaleSlope, transform.RescaleIntercept = 1, slices[0].RescaleIntercept
+    shared.PlaneOrientationSequence = Sequence([orientation])
+    shared.PixelMeasuresSequence = Sequence([measures])
+    shared.PixelValueTransformationSequence = Sequence([transform])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    frames = []
+    for s in slices[::-1]:  # frames in reverse order: the reader must sort by position
+        group, position = Dataset(), Dataset()
+        position.ImagePositionPatient = s.ImagePositionPatient
+        if positions:
+            group.PlanePositionSequence = Sequence([position])
+        frames.append(group)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
+    ds.PixelData = b"".join(s.PixelData for s in slices[::-1])
+    ds.save_as(out, enforce_file_format=True)
+    return out
+
+
+def test_enhanced_multiframe_reads_like_its_series(tmp_path: Path) -> None:
+    vol = volume()
+    write_dicom(vol, AFFINE, tmp_path / "series", patient_id="p")
+    path = enhanced_from_series(tmp_path / "series", tmp_path / "enhanced.dcm")
+    image = read_image(path)
+    assert np.array_equal(image.array, vol) and np.allclose(image.affine, AFFINE)
+
+
+def test_multiframe_without_positions_is_refused(tmp_path: Path) -> None:
+    write_dicom(volume(), AFFINE, tmp_path / "series", patient_id="p")
+    path = enhanced_from_series(tmp_path / "series", tmp_path / "flat.dcm", positions=False)
+    with pytest.raises(
+        ImageError, match=r"flat.dcm': multi-frame DICOM whose frame 1 has no position"
+    ):
+        read_image(path)
+
+
+# --- parts of containers: a series in a shared folder, a volume of a 4D NIfTI ------------------
+
+
+def test_series_named_in_the_path(tmp_path: Path) -> None:
+    folder = series_folder_with_two_series(tmp_path)
+    assert np.array_equal(read_image(f"{folder}::1.2.3.2").array, volume(seed=1))
+    with pytest.raises(ImageError, match="has no series 9.9"):
+        read_image(f"{folder}::9.9")
+
+
+def test_4d_nifti_volume_named_in_the_path(tmp_path: Path) -> None:
+    channels = np.stack([volume(seed=k) for k in range(3)], axis=-1)
+    path = write_nifti(channels, AFFINE, tmp_path / "brats.nii.gz")
+    for k in range(3):
+        image = read_image(f"{path}::{k}")
+        assert np.array_equal(image.array, volume(seed=k)) and np.allclose(image.affine, AFFINE)
+    with pytest.raises(ImageError, match=r"expected a volume index 0..2"):
+        read_image(f"{path}::3")
+    with pytest.raises(ImageError, match="expected a 2D or 3D image.*brats.nii.gz::0"):
+        read_image(path)
+
+
+# --- NIfTI qform and sform ---------------------------------------------------------------------
+
+
+def nifti_with_two_forms(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A NIfTI file whose qform (code 1, scanner) is 15 mm from its sform (code 2, aligned)."""
+    qform = AFFINE.copy()
+    qform[:3, 3] += [15.0, 0.0, 0.0]
+    img = nib.Nifti1Image(volume(), AFFINE)
+    img.set_qform(qform, code=1)
+    img.set_sform(AFFINE, code=2)
+    nib.save(img, str(path))
+    return qform, AFFINE
+
+
+def test_write_like_keeps_qform_sform_and_codes(tmp_path: Path) -> None:
+    qform, sform = nifti_with_two_forms(tmp_path / "in.nii.gz")
+    image = read_image(tmp_path / "in.nii.gz")
+    out = nib.load(str(write_like(np.ones(image.shape, np.uint8), image, tmp_path / "mask.nii.gz")))
+    q, q_code = out.get_qform(coded=True)
+    s, s_code = out.get_sform(coded=True)
+    assert (int(q_code), int(s_code)) == (1, 2)
+    assert np.allclose(q, qform, atol=1e-4) and np.allclose(s, sform, atol=1e-4)
+
+
+def test_canonical_moves_qform_and_sform_together() -> None:
+    image = Image(
+        volume(),
+        AFFINE,
+        None,
+        {"qform": AFFINE + 0, "qform_code": 1, "sform": AFFINE + 0, "sform_code": 2},
+    )
+    image.meta["qform"][:3, 3] += [15.0, 0.0, 0.0]
+    canon = to_canonical(image)
+    index = (1, 2, 3)
+    flipped = (image.shape[0] - 1 - 1, image.shape[1] - 1 - 2, 3)  # x and y flipped in AFFINE
+    assert canon.array[flipped] == image.array[index]
+    for key in ("qform", "sform"):
+        assert np.allclose(world(canon.meta[key], flipped), world(image.meta[key], index))

@@ -23,6 +23,7 @@ from monai.metrics import (
     compute_hausdorff_distance,
     compute_iou,
     compute_roc_auc,
+    compute_surface_dice,
     get_confusion_matrix,
 )
 from scipy import ndimage
@@ -37,6 +38,7 @@ from {{ cookiecutter.package_name }}.evaluate.classification_metrics import (
     confusion_matrix,
     macro_auroc,
     per_class_auroc,
+    positive_index,
     sensitivity,
     specificity,
 )
@@ -44,10 +46,16 @@ from {{ cookiecutter.package_name }}.evaluate.segmentation_metrics import (
     assd,
     dice,
     hd95,
+    image_diagonal,
     iou,
+    lesion_counts,
+    lesion_detection,
+    normalized_surface_dice,
     segmentation_metrics,
     summarize_segmentation,
     surface,
+    voxel_sensitivity,
+    voxel_specificity,
 )
 
 RTOL, ATOL = 1e-5, 1e-4
@@ -268,6 +276,165 @@ def test_class_absent_from_truth_and_summary_counts() -> None:
         summarize_segmentation(cases, classes=[1, 3])
 
 
+# --------------------------------------------------------------------------- NSD
+
+
+def monai_nsd(pred: np.ndarray, truth: np.ndarray, spacing, classes: list[int], tolerance: float):
+    """MONAI's normalised surface Dice per class (no sub-voxel areas, Euclidean distances)."""
+    one_hot = [
+        torch.from_numpy(np.stack([labels == c for c in classes])[None].astype(np.float32))
+        for labels in (pred, truth)
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        values = compute_surface_dice(
+            *one_hot,
+            class_thresholds=[tolerance] * len(classes),
+            include_background=True,
+            spacing=list(spacing),
+        )
+    return values[0].tolist()
+
+
+# Tolerances that no voxel-to-voxel distance of these spacings equals: MONAI compares float32
+# distances with the tolerance, the project float64, so an exact tie could go either way.
+@pytest.mark.parametrize(("shape", "spacing"), CASES)
+@pytest.mark.parametrize("tolerance", [0.0, 1.3, 2.9])
+def test_nsd_matches_monai(shape, spacing, tolerance: float) -> None:
+    rng = np.random.default_rng(4)
+    pred, truth = label_map(rng, shape), label_map(rng, shape)
+    classes = [0, 1, 2]
+    ours = segmentation_metrics(pred, truth, spacing, classes=classes, nsd_tolerance=tolerance)
+    reference = monai_nsd(pred, truth, spacing, classes, tolerance)
+    for c, value in zip(classes, reference, strict=True):
+        assert math.isfinite(value) and 0.0 < value < 1.0 or tolerance == 0.0
+        assert close(ours[f"nsd_{c}"], value), (c, ours[f"nsd_{c}"], value)
+        binary = normalized_surface_dice(pred == c, truth == c, spacing, tolerance)
+        assert binary == ours[f"nsd_{c}"]
+    assert close(ours["nsd"], float(np.mean(reference)))
+
+
+def test_nsd_by_hand_and_empty_masks() -> None:
+    # A 4 x 4 square (rows 2-5, columns 3-6) and the same square two rows (2 x 1.5 mm) lower.
+    # Each surface has 12 voxels. From the truth's surface to the prediction's: row 2 (4 voxels)
+    # 3 mm away; row 3's two voxels 1.5 mm; row 4's two voxels 0 mm (on the prediction's top
+    # row); row 5: its end voxels 0 mm, its two middle ones 1 mm (one column from the
+    # prediction's side). By symmetry the other direction is the same.
+    truth = np.zeros((12, 10), dtype=bool)
+    truth[2:6, 3:7] = True
+    pred = np.roll(truth, 2, axis=0)
+    spacing = (1.5, 1.0)
+    one_side = np.array([3.0] * 4 + [1.5] * 2 + [0.0] * 2 + [0.0, 1.0, 1.0, 0.0])
+    points_p, points_t = (np.argwhere(surface(m)) * spacing for m in (pred, truth))
+    np.testing.assert_allclose(np.sort(cdist(points_t, points_p).min(axis=1)), np.sort(one_side))
+    for tolerance, within in [(0.0, 4), (1.0, 6), (1.6, 8), (3.1, 12)]:
+        assert normalized_surface_dice(pred, truth, spacing, tolerance) == pytest.approx(
+            2 * within / 24
+        )
+        assert close(
+            monai_nsd(pred.astype(int), truth.astype(int), spacing, [1], tolerance)[0],
+            2 * within / 24,
+        )
+    empty = np.zeros_like(truth)
+    assert normalized_surface_dice(empty, empty, spacing, 2.0) == 1.0  # MONAI: NaN
+    assert math.isnan(monai_nsd(empty.astype(int), empty.astype(int), spacing, [1], 2.0)[0])
+    assert normalized_surface_dice(pred, empty, spacing, 2.0) == 0.0
+    assert monai_nsd(pred.astype(int), empty.astype(int), spacing, [1], 2.0) == [0.0]
+    with pytest.raises(ValueError, match="tolerance"):
+        normalized_surface_dice(pred, truth, spacing, -1.0)
+
+
+# --------------------------------------------------------------------------- one empty: worst value
+
+
+def test_image_diagonal_is_the_brats_worst_value() -> None:
+    assert image_diagonal((240, 240, 155), 1.0) == pytest.approx(373.13, abs=0.01)
+    assert image_diagonal((10, 20), (0.5, 2.0)) == pytest.approx(math.hypot(5.0, 40.0))
+    with pytest.raises(ValueError, match="positive"):
+        image_diagonal((10, 0), 1.0)
+
+
+def test_missed_lesion_gets_the_diagonal_in_the_worst_convention() -> None:
+    shape, spacing = (20, 16, 8), (0.8, 0.8, 2.5)
+    diagonal = math.sqrt(16.0**2 + 12.8**2 + 20.0**2)
+    truth = np.zeros(shape, dtype=int)
+    truth[5:9, 5:9, 2:5] = 1
+    close_pred = np.roll(truth, 1, axis=0)
+    good = segmentation_metrics(close_pred, truth, spacing)
+    missed = segmentation_metrics(np.zeros(shape, dtype=int), truth, spacing)
+    false_alarm = segmentation_metrics(truth, np.zeros(shape, dtype=int), spacing)
+    assert good["hd95_worst"] == good["hd95"] > 0 and good["assd_worst"] == good["assd"]
+    for case in (missed, false_alarm):
+        assert math.isnan(case["hd95"]) and math.isnan(case["assd"])
+        assert case["hd95_worst"] == case["assd_worst"] == pytest.approx(diagonal)
+        assert case["nsd"] == 0.0 and case["diagonal_mm"] == pytest.approx(diagonal)
+    summary = summarize_segmentation([good, missed, false_alarm])
+    # Left out, a miss makes the mean look as good as the one good case ...
+    assert summary["hd95"] == pytest.approx(good["hd95"])
+    # ... while the worst-value convention counts it.
+    assert summary["hd95_worst"] == pytest.approx((good["hd95"] + 2 * diagonal) / 3)
+    assert summary["one_empty"] == 2 and summary["pred_empty"] == summary["truth_empty"] == 1
+
+
+# --------------------------------------------------------------------------- voxel-wise, lesion-wise
+
+
+def test_voxel_sensitivity_and_specificity_match_scikit_learn() -> None:
+    sk = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(8)
+    for shape in [(24, 20, 16), (40, 36)]:
+        pred, truth = label_map(rng, shape), label_map(rng, shape)
+        ours = segmentation_metrics(pred, truth, 1.0, classes=[1, 2])
+        for c in (1, 2):
+            p, t = (pred == c).ravel(), (truth == c).ravel()
+            assert ours[f"voxel_sensitivity_{c}"] == pytest.approx(sk.recall_score(t, p))
+            assert ours[f"voxel_specificity_{c}"] == pytest.approx(
+                sk.recall_score(t, p, pos_label=False)
+            )
+            assert voxel_sensitivity(pred == c, truth == c) == ours[f"voxel_sensitivity_{c}"]
+            assert voxel_specificity(pred == c, truth == c) == ours[f"voxel_specificity_{c}"]
+    empty, full = np.zeros((4, 4), dtype=bool), np.ones((4, 4), dtype=bool)
+    assert math.isnan(voxel_sensitivity(full, empty)) and voxel_specificity(full, empty) == 0.0
+    assert math.isnan(voxel_specificity(empty, full)) and voxel_sensitivity(empty, full) == 0.0
+
+
+def test_lesion_counts_by_hand() -> None:
+    truth = np.zeros((12, 12), dtype=int)
+    truth[1:4, 1:5] = 1  # lesion A: found by two separate predicted pieces
+    truth[1:3, 8:11] = 1  # lesion B: missed
+    truth[6, 6] = truth[7, 7] = 1  # lesion C: two voxels touching at a corner, one lesion
+    truth[9:11, 2] = 2  # a lesion of class 2: found
+    pred = np.zeros_like(truth)
+    pred[1, 1] = pred[3, 4] = 1  # two pieces on A, apart: one true positive, no false positive
+    pred[7, 7] = 1  # on C
+    pred[10, 10] = pred[4, 10] = 1  # two false positives, apart from everything
+    pred[10, 2] = 2
+    pred[0, 6] = 2  # a class-2 false positive
+    assert lesion_counts(pred == 1, truth == 1) == (2, 1, 2)  # TP A and C, FN B, FP two
+    assert lesion_counts(pred == 2, truth == 2) == (1, 0, 1)
+    ours = segmentation_metrics(pred, truth, 1.0, classes=[1, 2])
+    assert (ours["lesion_tp_1"], ours["lesion_fn_1"], ours["lesion_fp_1"]) == (2, 1, 2)
+    assert (ours["lesion_tp"], ours["lesion_fn"], ours["lesion_fp"]) == (3, 1, 3)
+    # Face connectivity would split C in two and count 3 truth lesions of class 1: it is not used.
+    assert ndimage.label(truth == 1)[1] == 4
+    # One predicted component covering two lesions: two true positives, no false positive.
+    bridge = np.zeros((3, 9), dtype=bool)
+    bridge[1, :] = True
+    two = np.zeros_like(bridge)
+    two[1, 1] = two[1, 7] = True
+    assert lesion_counts(bridge, two) == (2, 0, 0)
+    assert lesion_counts(two, bridge) == (1, 0, 0)
+    summary = summarize_segmentation([ours, ours], classes=[1, 2])
+    assert summary["lesion_tp"] == 6 and summary["lesion_fn"] == 2 and summary["lesion_fp"] == 6
+    assert summary["lesion_sensitivity"] == pytest.approx(6 / 8)
+    assert summary["lesion_sensitivity_1"] == pytest.approx(4 / 6)
+    assert summary["lesion_fp_per_case"] == pytest.approx(3.0)
+    assert lesion_detection([0, 0], [0, 0], [1, 0]) == {
+        "lesion_sensitivity": pytest.approx(math.nan, nan_ok=True),
+        "lesion_fp_per_case": 0.5,
+    }
+
+
 # --------------------------------------------------------------------------- validation, speed
 
 
@@ -365,6 +532,56 @@ def test_binary_by_hand() -> None:
     assert balanced_accuracy(labels, predictions, 2) == pytest.approx((2 / 3 + 1 / 2) / 2)
     assert macro_auroc(labels, probabilities) == pytest.approx(4.5 / 6)
     assert math.isnan(auroc(np.zeros(4, dtype=bool), np.arange(4.0)))
+
+
+def test_positive_class_decides_binary_sensitivity() -> None:
+    sk = pytest.importorskip("sklearn.metrics")
+    # Sorted names put 'nodule' first: index 1 is 'normal', not the abnormal class.
+    names = ["nodule", "normal"]
+    labels = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1])
+    p_nodule = np.array([0.9, 0.8, 0.7, 0.3, 0.2, 0.6, 0.1, 0.2, 0.3, 0.1, 0.4, 0.2])
+    probabilities = np.stack([p_nodule, 1 - p_nodule], axis=1)
+    predictions = probabilities.argmax(axis=1)  # nodule: 3 of 5 found, 1 false alarm of 7
+    ours = classification_metrics(labels, probabilities, names, positive_class="nodule")
+    assert ours["positive_class"] == "nodule"
+    assert ours["sensitivity"] == pytest.approx(3 / 5) == ours["sensitivity_nodule"]
+    assert ours["specificity"] == pytest.approx(6 / 7) == ours["specificity_nodule"]
+    assert ours["ppv"] == pytest.approx(3 / 4) and ours["npv"] == pytest.approx(6 / 8)
+    assert ours["sensitivity"] == pytest.approx(sk.recall_score(labels, predictions, pos_label=0))
+    assert ours["ppv"] == pytest.approx(sk.precision_score(labels, predictions, pos_label=0))
+    assert ours["npv"] == pytest.approx(sk.precision_score(labels, predictions, pos_label=1))
+    assert ours["auroc"] == pytest.approx(sk.roc_auc_score(labels == 0, p_nodule))
+    assert sensitivity(labels, predictions, 2, positive=0) == pytest.approx(3 / 5)
+    assert specificity(labels, predictions, 2, positive=0) == pytest.approx(6 / 7)
+    # Without a positive class: the second name, 'normal', whose sensitivity is nodule's
+    # specificity. This is what the default used to report as "sensitivity".
+    default = classification_metrics(labels, probabilities, names)
+    assert default["positive_class"] == "normal"
+    assert default["sensitivity"] == pytest.approx(6 / 7)
+    assert positive_index(names, "") == 1 and positive_index(names, "nodule") == 0
+    with pytest.raises(
+        ValueError, match=r"'lesion' is not one of the classes \['nodule', 'normal'\]"
+    ):
+        classification_metrics(labels, probabilities, names, positive_class="lesion")
+    three = np.full((3, 3), 1 / 3)
+    with pytest.raises(ValueError, match="binary"):
+        classification_metrics([0, 1, 2], three, ["a", "b", "c"], positive_class="a")
+    assert classification_metrics([0, 1, 2], three, ["a", "b", "c"])["positive_class"] is None
+
+
+def test_ppv_and_npv_match_scikit_learn_one_vs_rest() -> None:
+    sk = pytest.importorskip("sklearn.metrics")
+    labels, probabilities = random_scores(np.random.default_rng(3), 150, 3)
+    ours = classification_metrics(labels, probabilities, ["a", "b", "c"])
+    predictions = probabilities.argmax(axis=1)
+    for k, name in enumerate("abc"):
+        assert ours[f"ppv_{name}"] == pytest.approx(
+            sk.precision_score(labels == k, predictions == k)
+        )
+        assert ours[f"npv_{name}"] == pytest.approx(
+            sk.precision_score(labels == k, predictions == k, pos_label=False)
+        )
+    assert ours["ppv"] == pytest.approx(sk.precision_score(labels, predictions, average="macro"))
 
 
 def test_matches_scikit_learn() -> None:

@@ -223,7 +223,7 @@ def test_unknown_option_is_named(name: str) -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"norm": "group"}, "norm must be one of batch, instance, none; got 'group'"),
+        ({"norm": "layer"}, "norm must be one of batch, instance, group, none; got 'layer'"),
         ({"activation": "swish"}, "activation must be one of"),
         ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
         ({"depth": 0}, "depth must be a positive integer"),

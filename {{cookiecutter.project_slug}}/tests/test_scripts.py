@@ -1,7 +1,10 @@
-"""The SLURM batch script: it launches this package's ``train`` with torchrun on N GPUs."""
+"""The scripts: the SLURM batch script launches ``train`` with torchrun on N GPUs; the scale
+benchmark measures time and memory per process."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import re
 import shlex
@@ -10,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import {{ cookiecutter.package_name }}
@@ -119,3 +123,58 @@ def test_script_refuses_a_missing_venv_or_no_gpu(tmp_path: Path) -> None:
     assert no_gpu.returncode == 2
     assert "no GPU found" in no_gpu.stderr
     assert not record.exists()  # torchrun never started
+
+
+def load_benchmark(name: str):
+    """A module of ``benchmarks/`` (not a package), imported from its file."""
+    spec = importlib.util.spec_from_file_location(name, PROJECT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(not hasattr(os, "wait4"), reason="peak memory per process needs os.wait4")
+def test_scale_benchmark_measures_each_process_peak_memory(tmp_path: Path) -> None:
+    scale = load_benchmark("scale")
+    ballast = np.ones(300_000_000, np.uint8)  # this process is large: its children are not
+    allocate = "import numpy as np; a = np.ones(400_000_000, np.uint8); print(a.sum())"
+    big = scale.measure(scale.python(allocate), dict(os.environ), tmp_path / "log")
+    small = scale.measure(scale.python("pass"), dict(os.environ), tmp_path / "log")
+    assert big["peak_gb"] >= 0.4 > 0.1 > small["peak_gb"], (big, small)  # 400 MB touched
+    assert big["seconds"] > 0 and ballast[0] == 1
+    with pytest.raises(RuntimeError, match="failed"):
+        scale.measure(scale.python("raise SystemExit(3)"), dict(os.environ), tmp_path / "x")
+
+
+def test_scale_benchmark_cases_are_distinct_and_duplicates_are_found() -> None:
+    from {{ cookiecutter.package_name }}.data.duplicates import thumbnail
+
+    scale = load_benchmark("scale")
+    rng = np.random.default_rng(0)
+    cases = [scale.ct_case(rng, (64, 64, 24)) for _ in range(4)]
+    for image, mask in cases:
+        assert image.dtype == np.int16 and image.shape == (64, 64, 24)
+        assert set(np.unique(mask)) == {0, 1, 2}  # an organ with a lesion in it
+    prints = np.stack([thumbnail(image) for image, _ in cases])
+    assert np.triu(prints @ prints.T, k=1).max() < 0.98  # no accidental near duplicates
+    found = scale.duplicate_search(200)
+    assert found["pairs"] == found["full_pairs"] == 20  # the planted pairs, as the full search
+
+
+@pytest.mark.slow
+def test_scale_benchmark_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    scale = load_benchmark("scale")
+    out = tmp_path / "scale.json"
+    report = scale.main(
+        ["--cases", "4", "--shape", "48", "48", "32", "--predict-shape", "48", "48", "40"]
+        + ["--duplicates", "50", "--steps", "1", "--json", str(out)]
+    )
+    assert json.loads(out.read_text(encoding="utf-8")) == report
+    (size,) = report["sizes"]
+    for step in ("inspect", "split", "verify", "train_cold", "evaluate"):
+        assert size[step]["seconds"] > 0 and size[step]["peak_gb"] > 0, step
+    assert size["train_warm"]["seconds"] > 0 and size["steps"]["count"] == 1
+    assert size["manifest"] is None or size["manifest"]["seconds"] > 0
+    assert size["cache_gb"] > 0
+    assert report["predict"]["voxels"] == 48 * 48 * 40

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +14,9 @@ import pytest
 
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.config import load_config
+from {{ cookiecutter.package_name }}.data import file_hashes
 from {{ cookiecutter.package_name }}.data.duplicates import voxel_hash
+from {{ cookiecutter.package_name }}.data.file_hashes import HASHES, FileHashes
 from {{ cookiecutter.package_name }}.data.io import read_image, write_dicom, write_nifti
 from {{ cookiecutter.package_name }}.data.manifest import (
     Case,
@@ -20,12 +25,15 @@ from {{ cookiecutter.package_name }}.data.manifest import (
     write_manifest,
 )
 from {{ cookiecutter.package_name }}.data.split import (
+    MIN_PATIENTS,
+    SmallSplitWarning,
     _assign,
     _Unit,
     dataset_hash,
     fold_cases,
     load_splits,
     make_splits,
+    verify_splits,
 )
 from {{ cookiecutter.package_name }}.data.split import test_cases as held_out_cases
 
@@ -238,6 +246,155 @@ def test_dataset_hash_covers_rows_and_series_folders(tmp_path: Path) -> None:
         dataset_hash(tmp_path, [Case("c9", "p1", tmp_path / "missing.nii.gz", "normal")])
 
 
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def rewrite_keeping_size_and_mtime(path: Path, data: bytes) -> None:
+    """Write ``data`` (as long as the file) over ``path`` and set its old mtime back."""
+    before = path.stat()
+    assert len(data) == before.st_size and data != path.read_bytes()
+    path.write_bytes(data)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size
+    assert path.stat().st_mtime_ns == before.st_mtime_ns
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files whose bytes are hashed from now on; no "racy" window (files are fresh here)."""
+    monkeypatch.setattr(file_hashes, "RACY_SECONDS", 0.0)
+    names: list[str] = []
+    real = hashlib.file_digest
+
+    def spy(handle, digest):
+        names.append(Path(handle.name).name)
+        return real(handle, digest)
+
+    monkeypatch.setattr(file_hashes.hashlib, "file_digest", spy)
+    return names
+
+
+def test_start_check_reads_only_changed_files_and_catches_them(
+    tmp_path: Path, reads: list[str]
+) -> None:
+    root = tmp_path / "data"
+    cases = make_dataset(root, "segmentation", patients=6)
+    written = make_splits(root, task="segmentation", folds=3, test_fraction=0.2, seed=0)
+    files = [p for c in cases for p in (c.image, c.label)]
+    assert sorted(reads) == sorted(p.name for p in files)  # split reads every byte
+    assert written["files"] == {
+        p.relative_to(root).as_posix(): sha256(p)[:16] for p in files
+    }  # each file's own hash, to name what changed
+    reads.clear()
+    assert load_splits(root, "segmentation") == written
+    assert reads == []  # sizes and times unchanged: no byte read
+
+    image = cases[0].image
+    original = image.read_bytes()
+    changed = bytearray(original)
+    changed[len(changed) // 2] ^= 0xFF
+    rewrite_keeping_size_and_mtime(image, bytes(changed))
+    with pytest.raises(DataError, match=r"stale.*changed: 'images/c00\.nii\.gz';.*re-run split"):
+        load_splits(root, "segmentation")
+    assert reads == [image.name]  # only the changed file was read again
+    with pytest.raises(DataError, match="stale"):
+        fold_cases(root, "segmentation", 0)  # and caught again, from its new record
+
+    rewrite_keeping_size_and_mtime(image, original)
+    reads.clear()
+    assert load_splits(root, "segmentation") == written  # the same bytes are the same data
+    assert reads == [image.name]
+    reads.clear()
+    assert load_splits(root, "segmentation") == written
+    assert reads == []
+
+
+def test_stale_splits_name_new_and_gone_files(tmp_path: Path) -> None:
+    cases = make_dataset(tmp_path, "segmentation", patients=6)
+    make_splits(tmp_path, task="segmentation", folds=2, test_fraction=0, seed=0)
+    write_manifest(tmp_path, cases[1:])
+    with pytest.raises(DataError, match=r"gone: 'images/c00\.nii\.gz', 'masks/c00\.nii\.gz'"):
+        load_splits(tmp_path, "segmentation")
+    write_manifest(tmp_path, [*cases, Case("c99", "p99", cases[0].image, cases[1].label)])
+    with pytest.raises(DataError, match="stale.*manifest's rows changed"):
+        load_splits(tmp_path, "segmentation")  # the same files, one more row
+    splits = json.loads((tmp_path / "splits.json").read_text(encoding="utf-8"))
+    del splits["files"]  # written before per-file hashes existed: still checked as a whole
+    (tmp_path / "splits.json").write_text(json.dumps(splits), encoding="utf-8")
+    with pytest.raises(DataError, match="stale.*files are not named"):
+        load_splits(tmp_path, "segmentation")
+
+
+def test_file_hash_records_are_reused_until_the_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file = tmp_path / "images" / "a.bin"
+    file.parent.mkdir()
+    file.write_bytes(b"0123456789" * 100)
+    first = FileHashes(tmp_path)
+    assert first.digest(file) == sha256(file) and first.hashed == 1
+    first.save()
+    assert not (tmp_path / HASHES).exists()  # just written: "racy", never recorded
+    assert FileHashes(tmp_path).digest(file) == sha256(file)
+
+    monkeypatch.setattr(file_hashes, "RACY_SECONDS", 0.0)
+    first = FileHashes(tmp_path)
+    first.digest(file)
+    first.save()
+    record = json.loads((tmp_path / HASHES).read_text(encoding="utf-8"))["files"]["images/a.bin"]
+    info = file.stat()
+    assert record == [info.st_size, info.st_mtime_ns, info.st_ctime_ns, sha256(file)]
+    again = FileHashes(tmp_path)
+    assert again.digest(file) == sha256(file) and again.hashed == 0
+
+    rewrite_keeping_size_and_mtime(file, b"9876543210" * 100)  # the ctime moves on
+    later = FileHashes(tmp_path)
+    assert later.digest(file) == sha256(file) == hashlib.sha256(b"9876543210" * 100).hexdigest()
+    assert later.hashed == 1
+    later.save()
+    saved = json.loads((tmp_path / HASHES).read_text(encoding="utf-8"))["files"]
+    assert saved["images/a.bin"][3] == sha256(file)
+    every = FileHashes(tmp_path, trust_stat=False)
+    assert every.digest(file) == sha256(file) and every.hashed == 1
+
+    (tmp_path / HASHES).write_text("{not json", encoding="utf-8")  # a broken cache is ignored
+    broken = FileHashes(tmp_path)
+    assert broken.digest(file) == sha256(file) and broken.hashed == 1
+
+
+def test_split_verify_rehashes_what_the_start_check_trusts(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(file_hashes, "RACY_SECONDS", 0.0)
+    data = project / "data" / "mine"
+    cases = make_dataset(data, "segmentation", patients=6)
+    make_splits(data, task="segmentation", folds=2, test_fraction=0, seed=0)
+    assert verify_splits(data, "segmentation")["files"] == 2 * len(cases)
+    assert main(["split", "--data", str(data), "--verify", "task=segmentation"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == [
+        f"{data / 'splits.json'} matches the data: {len(cases)} cases, "
+        f"{2 * len(cases)} files (0.00 GB) re-hashed"
+    ]
+
+    # An edit the start check cannot see (as if size and both times had stayed the same):
+    image = cases[1].image
+    changed = bytearray(image.read_bytes())
+    changed[len(changed) // 2] ^= 0xFF
+    image.write_bytes(bytes(changed))
+    records = json.loads((data / HASHES).read_text(encoding="utf-8"))
+    info = image.stat()
+    records["files"]["images/c01.nii.gz"][:3] = [info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+    (data / HASHES).write_text(json.dumps(records), encoding="utf-8")
+    load_splits(data, "segmentation")  # trusted, by design
+    assert main(["split", "--data", str(data), "--verify", "task=segmentation"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "stale" in err[0] and "changed: 'images/c01.nii.gz'" in err[0]
+    with pytest.raises(DataError, match="stale"):
+        load_splits(data, "segmentation")  # --verify refreshed the record
+
+
 def test_fold_and_test_cases(tmp_path: Path) -> None:
     make_dataset(tmp_path, "classification", patients=8)
     splits = make_splits(tmp_path, task="classification", folds=3, test_fraction=0.2, seed=0)
@@ -295,6 +452,36 @@ def test_small_datasets_and_single_split(tmp_path: Path) -> None:
     assert no_test["test"] == [] and all(f["val"] for f in no_test["folds"])
     with pytest.raises(DataError, match="no test set"):
         held_out_cases(tmp_path, "segmentation")
+
+
+def test_few_patients_to_evaluate_on_warn(tmp_path: Path) -> None:
+    cases = patients_of(make_dataset(tmp_path / "few", "classification", patients=16))
+    with pytest.warns(SmallSplitWarning) as record:
+        splits = make_splits(
+            tmp_path / "few", task="classification", folds=4, test_fraction=0.2, seed=0
+        )
+    (warning,) = [w for w in record if w.category is SmallSplitWarning]
+    message = str(warning.message)
+    counts = {"test set": len({cases[c] for c in splits["test"]})}
+    counts.update(
+        {
+            f"fold {k} validation": len({cases[c] for c in f["val"]})
+            for k, f in enumerate(splits["folds"])
+        }
+    )
+    small = {name: n for name, n in counts.items() if n < MIN_PATIENTS}
+    assert small and "test set" in small  # 16 patients: about 3 to test on, 3 or 4 per fold
+    for name, n in counts.items():
+        assert (f"{name} {n}" in message) == (name in small), (name, message)
+    assert "zero width" in message
+    # Enough patients everywhere: no warning.
+    make_dataset(tmp_path / "enough", "classification", patients=30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SmallSplitWarning)
+        splits = make_splits(
+            tmp_path / "enough", task="classification", folds=2, test_fraction=0.25, seed=0
+        )
+    assert len(splits["test"]) >= MIN_PATIENTS
 
 
 def test_patients_linked_by_duplicates_count_as_one(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import pickle
@@ -19,7 +20,7 @@ import yaml
 from tiny_data import SHAPE, SMALL, TASK, tiny_dataset, train_small
 
 from {{ cookiecutter.package_name }}.cli import main
-from {{ cookiecutter.package_name }}.config import load_config
+from {{ cookiecutter.package_name }}.config import load_config, monitored_metric
 from {{ cookiecutter.package_name }}.data.io import write_nifti
 from {{ cookiecutter.package_name }}.train import builders, loop
 from {{ cookiecutter.package_name }}.train.checkpoint import (
@@ -101,10 +102,10 @@ def test_resume_after_a_crash_is_bit_identical(tiny: Path, monkeypatch: pytest.M
     full = train_small("run.name=full")
     real = loop.run_epoch
 
-    def crash_in_epoch_2(*args, **kwargs):
-        if args[7] == 1:  # the epoch argument: stop in the middle of the second epoch
+    def crash_in_epoch_2(**kwargs):
+        if kwargs["epoch"] == 1:  # stop in the middle of the second epoch
             raise KeyboardInterrupt
-        return real(*args, **kwargs)
+        return real(**kwargs)
 
     monkeypatch.setattr(loop, "run_epoch", crash_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
@@ -159,6 +160,61 @@ def test_resume_after_sigkill_is_bit_identical(tiny: Path) -> None:
     assert resumed.returncode == 0, resumed.stderr
     full_dir = next(p for p in (tiny / "runs").iterdir() if p.name.endswith("_full"))
     assert_same_state(full_dir, killed)
+
+
+# --- what the log reports -----------------------------------------------------------------
+
+
+def test_train_loss_is_the_mean_of_the_step_losses(
+    tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``train_loss`` in metrics.csv is the mean of every step's loss, the steps that sample
+    gradient norms included (once a layer's gradient norm was added in their place)."""
+    tiny_dataset(tiny / "data" / "more", cases=16)
+    steps: list[float] = []
+    real = builders.loss
+
+    class Recording(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            value = self.inner(logits, target)
+            if torch.is_grad_enabled():  # a training step (validation runs without gradients)
+                steps.append(float(value.detach()))
+            return value
+
+    monkeypatch.setattr(builders, "loss", lambda *a, **k: Recording(real(*a, **k)))
+    run = train_small("data.root=data/more", "train.batch_size=1", "train.epochs=1")
+    assert len(steps) > loop.GRAD_NORM_EVERY  # sampled and unsampled steps both counted
+    with open(run / "metrics.csv", newline="", encoding="utf-8") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert float(row["train_loss"]) == pytest.approx(np.mean(steps), rel=1e-5)
+
+
+def test_nan_validation_metric_is_not_an_improvement(
+    tiny: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A NaN monitored metric at epoch 1 (e.g. AUROC on one class) must not freeze best.pt."""
+    monitor, mode = monitored_metric(load_config(SMALL))
+    good, worse = (0.6, 0.5) if mode == "max" else (0.5, 0.6)
+    values = iter([float("nan"), good, worse])
+    monkeypatch.setattr(loop, "validate", lambda *a, **k: {"val_loss": 1.0, monitor: next(values)})
+    run = train_small("train.epochs=3", "run.name=nanval")
+    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert best["epoch"] == 1 and best["best"] == good  # epoch 2 (0-based 1), not epoch 1
+    assert f"{monitor} is nan at epoch 1: not counted as an improvement" in capsys.readouterr().out
+
+
+def test_is_better_never_takes_nan() -> None:
+    nan = float("nan")
+    assert loop.is_better(0.5, None, "max", 0.0) and loop.is_better(0.5, None, "min", 0.0)
+    assert not loop.is_better(nan, None, "max", 0.0) and not loop.is_better(nan, 0.5, "min", 0.0)
+    assert loop.is_better(0.7, 0.5, "max", 0.1) and not loop.is_better(0.6, 0.5, "max", 0.1)
+    assert loop.is_better(0.3, 0.5, "min", 0.1) and not loop.is_better(0.45, 0.5, "min", 0.1)
+    with pytest.raises(ValueError, match="'max' or 'min'"):
+        loop.is_better(0.5, 0.4, "up", 0.0)
 
 
 # --- stopping: NaN, early stopping ---------------------------------------------------------

@@ -15,12 +15,13 @@ from tiny_data import SMALL, TASK
 from {{ cookiecutter.package_name }} import paths
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.config import load_config, save_config
+from {{ cookiecutter.package_name }}.evaluate.compare import DEFAULT_METRIC, holm, paired_runs
 from {{ cookiecutter.package_name }}.train.loop import TrainingError
 from {{ cookiecutter.package_name }}.train.run_dir import new_run_dir
 from {{ cookiecutter.package_name }}.utils.errors import ConfigError, ProjectError
 from {{ cookiecutter.package_name }}.viz.sweep_plots import best_so_far
 from {{ cookiecutter.package_name }}.workflow import sweep as sweep_module
-from {{ cookiecutter.package_name }}.workflow.ablate import plan, run_name
+from {{ cookiecutter.package_name }}.workflow.ablate import PAIRED, plan, run_name
 from {{ cookiecutter.package_name }}.workflow.runs import (
     best_metric,
     filter_runs,
@@ -84,7 +85,13 @@ def many_runs(trained: Path) -> Path:
         note="first idea, with a note long enough that the table has to shorten it",
     )
     beta = fake_run(
-        runs, "2024-02-10_090000_beta", "train.epochs=5", "train.patience=0", values=[0.4, 0.6]
+        runs,
+        "2024-02-10_090000_beta",
+        "train.epochs=5",
+        "train.patience=0",
+        "data.root=data/other",  # another dataset, another normalization: the table says so
+        "data.normalization=mr",
+        values=[0.4, 0.6],
     )
     (beta / "evaluation" / "test").mkdir(parents=True)
     summary = {TEST_METRIC: {"value": 0.81, "low": 0.7, "high": 0.9}, "other": {"value": 1.0}}
@@ -109,6 +116,8 @@ def test_runs_reads_every_kind_of_folder(many_runs: Path, trained: Path) -> None
     alpha, beta = runs["alpha"], runs["beta"]
     assert (alpha.status, alpha.epochs_done, alpha.best, alpha.monitor) == ("done", 3, 0.7, MONITOR)
     assert alpha.settings == {
+        "data": "data/tiny",
+        "norm": load_config().data.normalization,
         "model": alpha.settings["model"],
         "lr": 0.01,
         "bs": 2,
@@ -160,6 +169,10 @@ def test_runs_table_columns_order_and_filters(
     ]
     beta = next(row for row in rows if " beta " in row)
     assert f"{TEST_METRIC} 0.8100 [0.700, 0.900]" in beta and "0.6000" in beta
+    data_at, norm_at = header.index("data"), header.index("norm")
+    alpha = next(row for row in rows if " alpha " in row)
+    assert alpha[data_at:].split()[:2] == ["data/tiny", load_config().data.normalization]
+    assert beta[data_at:].split()[0] == "data/other" and beta[norm_at:].split()[0] == "mr"
     assert "6 of 6 runs" in out
 
     assert main(["runs", "--sort", "best"]) == 0
@@ -430,6 +443,18 @@ def test_ablate_trains_baseline_and_each_change(
     markdown = (report / "ablation.md").read_text(encoding="utf-8")
     assert f"| change | {MONITOR} | delta |" in markdown and "model.dropout=0.2" in markdown
     assert any(line.startswith("change") and "delta" in line for line in out.splitlines())
+    # Each change against the baseline, case by case on the validation set, Holm-adjusted.
+    metric = DEFAULT_METRIC[TASK]
+    paired = [paired_runs(tiny / rows[0]["run_dir"], tiny / r["run_dir"])[0] for r in rows[1:]]
+    adjusted = holm([r["p_value"] for r in paired])
+    assert rows[0][PAIRED] == rows[0]["p"] == ""
+    for row, result, p in zip(rows[1:], paired, adjusted, strict=True):
+        assert row[PAIRED] == (
+            f"{result['difference']:+.4f} [{result['low']:+.4f}, {result['high']:+.4f}]"
+        )
+        assert (row["p"], row["p (Holm)"]) == (f"{result['p_value']:.3g}", f"{p:.3g}")
+    sentence = "no change is distinguishable" if min(adjusted) >= 0.05 else "Distinguishable from"
+    assert sentence in markdown and f"per-patient {metric}" in markdown and sentence in out
 
 
 def test_ablate_typo_fails_before_any_run(tiny: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -456,3 +481,22 @@ def test_ablate_run_names_are_folder_safe() -> None:
     assert run_name("train.lr", "3e-4") == "ablate-train.lr-3e-4"
     assert run_name("data.window", "[-100, 200]") == "ablate-data.window-_-100_200"
     assert "/" not in run_name("model.pretrained", "weights/a b.pt")
+
+
+def test_experiments_log_names_the_dataset_and_normalization(project: Path) -> None:
+    from {{ cookiecutter.package_name }}.train.run_dir import EXPERIMENTS_HEADER, append_experiment
+
+    log = project / "EXPERIMENTS.md"
+    old_header = "# Experiments\n\n| date | run | note | task | model | settings | status | best validation |\n|---|---|---|---|---|---|---|---|\n"
+    log.write_text(old_header + "| 2024-01-01 10:00 | `old` | | | | | | |\n", encoding="utf-8")
+    runs = project / "runs"
+    a = fake_run(runs, "2024-05-01_100000_a", "data.root=data/lungs", "data.normalization=ct")
+    b = fake_run(runs, "2024-05-01_110000_b", "data.root=data/brains", "data.normalization=mr")
+    for run in (a, b):
+        append_experiment(log, run, {"task": "segmentation", "model": "unet", "status": "done"})
+    lines = log.read_text(encoding="utf-8").splitlines()
+    assert lines[:4] == old_header.splitlines()[:4]  # the earlier table is kept as it was
+    new_header = EXPERIMENTS_HEADER.splitlines()[-2]
+    assert lines.count(new_header) == 1 and "| dataset | normalization |" in new_header
+    assert lines[-2].split(" | ")[2:7] == ["", "segmentation", "data/lungs", "ct", "unet"]
+    assert lines[-1].split(" | ")[2:7] == ["", "segmentation", "data/brains", "mr", "unet"]

@@ -57,6 +57,8 @@ SMALL = [
     "train.batch_size=2",
     "train.epochs=2",
     "device=cpu",
+    # the tiny data's abnormal class (the config's default names the dummy data's 'nodule')
+    *(["data.positive_class=finding"] if TASK == "classification" else []),
 ]
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from . import __version__, paths
 from .config import load_config, to_yaml
 from .explain import METHODS
-from .utils.errors import ProjectError
+from .utils.errors import ConfigError, ProjectError
 
 PROG = "{{ cookiecutter.package_name }}"
 
@@ -35,15 +35,19 @@ def run_dummy_data(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.overrides, args.config)
     out = paths.resolve(args.out if args.out is not None else cfg.data.root)
-    manifest = generate_dataset(
-        out,
-        task=cfg.task,
-        spatial_dims=cfg.spatial_dims,
-        fmt=cfg.data.format,
-        cases=args.cases,
-        seed=cfg.seed if args.seed is None else args.seed,
-        like=None if args.like is None else paths.resolve(args.like),
-    )
+    try:
+        manifest = generate_dataset(
+            out,
+            task=cfg.task,
+            spatial_dims=cfg.spatial_dims,
+            fmt=cfg.data.format,
+            cases=args.cases,
+            seed=cfg.seed if args.seed is None else args.seed,
+            like=None if args.like is None else paths.resolve(args.like),
+            channels=args.channels,
+        )
+    except ValueError as exc:  # a combination of options it cannot write, e.g. DICOM channels
+        raise ConfigError(f"dummy-data: {exc}") from None
     print(f"wrote {manifest}")
     return 0
 
@@ -52,10 +56,44 @@ def run_convert(args: argparse.Namespace) -> int:
     """Read one image (DICOM file or series folder, NIfTI, PNG) and write it as NIfTI."""
     from .data.io import read_image, write_nifti
 
-    image = read_image(args.src, series_uid=args.series, canonical=args.canonical)
-    write_nifti(image.array, image.affine, args.dst)
+    image = read_image(
+        args.src,
+        series_uid=args.series,
+        canonical=args.canonical,
+        resample_irregular=args.resample_slices,
+    )
+    write_nifti(image.array, image.affine, args.dst, header=image.meta)
     spacing = " x ".join(f"{s:.3g}" for s in image.spacing)
-    print(f"wrote {args.dst}: shape {image.shape}, spacing {spacing} mm, {image.array.dtype}")
+    resampled = " (resampled onto a regular grid)" if image.meta.get("resampled") else ""
+    print(
+        f"wrote {args.dst}: shape {image.shape}, spacing {spacing} mm, {image.array.dtype}"
+        f"{resampled}"
+    )
+    return 0
+
+
+def run_manifest(args: argparse.Namespace) -> int:
+    """Write manifest.csv from a dataset folder (Decathlon/nnU-Net, DICOM, BIDS, CSV, folders)."""
+    from .data.layouts import build_manifest
+
+    src = paths.resolve(args.src)
+    out = paths.resolve(args.out) if args.out is not None else (src if src.is_dir() else src.parent)
+    manifest, found = build_manifest(
+        src,
+        out,
+        layout=args.layout,
+        patient_regex=args.patient_regex,
+        series_rule=args.series_rule,
+    )
+    for note in found.notes:
+        print(note)
+    if found.skipped:
+        print(f"skipped {len(found.skipped)}:")
+        for line in found.skipped:
+            print(f"  {line}")
+    patients = len({c.patient_id for c in found.cases})
+    print(f"wrote {manifest}: {len(found.cases)} cases, {patients} patients ({found.task})")
+    print(f"next: inspect --data {out}")
     return 0
 
 
@@ -74,10 +112,17 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 def run_split(args: argparse.Namespace) -> int:
     """Remove duplicates, then make a held-out test set and K folds grouped by patient."""
-    from .data.split import make_splits
+    from .data.split import make_splits, verify_splits
 
     cfg = load_config(args.overrides, args.config)
     root = paths.resolve(args.data if args.data is not None else cfg.data.root)
+    if args.verify:
+        checked = verify_splits(root, cfg.task)
+        print(
+            f"{root / 'splits.json'} matches the data: {checked['cases']} cases, "
+            f"{checked['files']} files ({checked['bytes'] / 1e9:.2f} GB) re-hashed"
+        )
+        return 0
     splits = make_splits(
         root,
         task=cfg.task,
@@ -143,6 +188,10 @@ def _evaluation_summary(folder: Path) -> str:
         f"{report['split']}: {report['n_cases']} cases, {report['n_patients']} patients "
         f"(bootstrap 95% intervals over patients)"
     ]
+    if report.get("positive_class"):
+        lines.append(f"  positive class: '{report['positive_class']}' (sensitivity, PPV, ...)")
+    if "nsd_tolerance_mm" in report:
+        lines.append(f"  nsd at a tolerance of {report['nsd_tolerance_mm']:g} mm")
     for name, entry in report["summary"].items():
         lines.append(
             f"  {name:<18} {entry['value']:.4f}  [{entry['low']:.4f}, {entry['high']:.4f}]"
@@ -151,12 +200,42 @@ def _evaluation_summary(folder: Path) -> str:
     return "\n".join(lines)
 
 
+def run_compare(args: argparse.Namespace) -> int:
+    """Paired comparison of two evaluated runs on the same cases: difference, interval, p."""
+    from .evaluate.compare import compare_runs
+
+    result = compare_runs(args.run_a, args.run_b, split=args.split, metric=args.metric)
+    print(result.text)
+    print(f"wrote {result.report} and {result.figure}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """A run (or an ensemble) as TorchScript or ONNX, checked against PyTorch."""
+    from .evaluate.export import export_run
+
+    result = export_run(
+        args.run_dir, args.format, ensemble=args.ensemble, checkpoint=args.checkpoint
+    )
+    print(
+        f"largest difference from PyTorch on {result.cases} validation cases: "
+        f"{result.max_difference:.3g}"
+    )
+    print(f"wrote {result.path} and {result.metadata}")
+    return 0
+
+
 def run_predict(args: argparse.Namespace) -> int:
     """Apply a trained run to new images, writing predictions in their own geometry."""
     from .evaluate.predict import predict
 
     out = predict(
-        args.run_dir, args.inputs, args.out, ensemble=args.ensemble, checkpoint=args.checkpoint
+        args.run_dir,
+        args.inputs,
+        args.out,
+        ensemble=args.ensemble,
+        checkpoint=args.checkpoint,
+        fmt=args.format,
     )
     print(f"wrote {out}")
     return 0
@@ -338,6 +417,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="make a smaller synthetic twin of the dataset in DIR (its manifest.csv)",
     )
+    dummy.add_argument(
+        "--channels",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="co-registered images per case, the same anatomy in N contrasts (like MR "
+        "sequences): image_ch1..image_chN manifest columns (default 1: one image column)",
+    )
     add_config_options(dummy)
     dummy.set_defaults(func=run_dummy_data)
 
@@ -358,13 +445,58 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument(
         "--canonical", action="store_true", help="reorient to the closest RAS+ orientation"
     )
+    convert.add_argument(
+        "--resample-slices",
+        action="store_true",
+        help="interpolate a DICOM series with irregular slice gaps onto a regular grid (the "
+        "smallest gap), at the slices' true positions, instead of refusing it",
+    )
     convert.set_defaults(func=run_convert)
+
+    manifest = commands.add_parser(
+        "manifest",
+        help="write manifest.csv from a dataset folder: Decathlon/nnU-Net, DICOM, BIDS, a CSV "
+        "table, or class folders",
+        description="Scan SRC and write OUT/manifest.csv (and manifest.json: the layout, "
+        "channels and guesses), printing what was found and guessed. A multi-channel case gets "
+        "one image_<channel> column per channel; a DICOM series sharing its folder is named "
+        "folder::SeriesInstanceUID.",
+    )
+    manifest.add_argument("src", type=Path, help="the dataset folder (or a .csv table)")
+    manifest.add_argument(
+        "--layout",
+        choices=["auto", "decathlon", "nnunet", "dicom", "bids", "csv", "folders"],
+        default="auto",
+        help="(auto: guessed and printed)",
+    )
+    manifest.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder of manifest.csv, then the data.root to train on (default: SRC's folder)",
+    )
+    manifest.add_argument(
+        "--patient-regex",
+        default=None,
+        metavar="RE",
+        help="derive patient_id from each image path (relative to SRC): the first group, or "
+        "the whole match; e.g. '(pat[0-9]+)_'",
+    )
+    manifest.add_argument(
+        "--series-rule",
+        default="all",
+        metavar="RULE",
+        help="DICOM: which series of a study to keep: all (default), most-slices, or a regex "
+        "searched in 'Modality SeriesDescription' (e.g. 'CT .*abdomen')",
+    )
+    manifest.set_defaults(func=run_manifest)
 
     inspect = commands.add_parser(
         "inspect",
         help="dataset report: counts, classes, mask sizes, geometry, intensities, duplicates, "
         "annotators, splits, montages",
-        description="Write reports/inspect/<date>/report.json, report.md and plots.",
+        description="Write reports/inspect/<date>_<dataset>/report.json, report.md and plots.",
     )
     inspect.add_argument(
         "--data",
@@ -403,6 +535,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of the data held out for testing, whole patients only (0.2)",
     )
     split.add_argument("--seed", type=seed_value, default=None, help="random seed (default: seed)")
+    split.add_argument(
+        "--verify",
+        action="store_true",
+        help="check the existing splits.json against every byte of the data (train and "
+        "evaluate check sizes and modification times only) instead of making a new one",
+    )
     add_config_options(split)
     split.set_defaults(func=run_split)
 
@@ -432,6 +570,46 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", choices=["best", "last"], default="best", help="(best)")
     evaluate.set_defaults(func=run_evaluate)
 
+    compare = commands.add_parser(
+        "compare",
+        help="is my change real? paired difference of two runs on the same cases, with a 95%% "
+        "interval over patients and a p-value",
+        description="Compare two runs evaluated on the same cases (evaluate both first): the "
+        "per-patient difference B - A of a per-case metric, its mean with a 95%% bootstrap "
+        "interval resampling patients, and a paired permutation p-value (Wilcoxon beside it). "
+        "Refuses runs evaluated on different cases or splits files. Writes "
+        "reports/compare/<date>_<a>_vs_<b>.md and a plot with one line per patient.",
+    )
+    compare.add_argument("run_a", type=Path, metavar="RUN_A", help="the reference run")
+    compare.add_argument("run_b", type=Path, metavar="RUN_B", help="the changed run (B - A)")
+    compare.add_argument("--split", choices=["val", "test"], default="val", help="(val)")
+    compare.add_argument(
+        "--metric",
+        default=None,
+        metavar="NAME",
+        help="a per-case metric: a per_case.csv column such as dice, hd95, nsd (segmentation, "
+        "default dice); brier, log_loss or accuracy (classification, default brier)",
+    )
+    compare.set_defaults(func=run_compare)
+
+    export = commands.add_parser(
+        "export",
+        help="the model as TorchScript or ONNX with its preprocessing and class names, "
+        "checked against PyTorch",
+        description="Write RUN_DIR/export/model.ts (TorchScript) or model.onnx (ONNX; needs "
+        'pip install -e ".[export]") with a metadata file: preprocessing constants, class '
+        "names, temperatures, sliding-window settings. The export is run on validation cases "
+        "and compared with PyTorch; the largest difference is printed, and a mismatch is an "
+        "error.",
+    )
+    export.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
+    export.add_argument("--format", choices=["torchscript", "onnx"], required=True)
+    export.add_argument(
+        "--ensemble", nargs="+", type=Path, default=[], metavar="RUN_DIR", help="more runs"
+    )
+    export.add_argument("--checkpoint", choices=["best", "last"], default="best", help="(best)")
+    export.set_defaults(func=run_export)
+
     predict = commands.add_parser(
         "predict",
         help="apply a trained run to new images (files, DICOM series folders, folders of them)",
@@ -441,7 +619,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
     predict.add_argument(
-        "inputs", nargs="+", type=Path, metavar="INPUT", help="image file, series or folder"
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="INPUT",
+        help="image file, series or folder; for a run trained on several channels, one case "
+        "per INPUT, its channels' files joined by commas in the run's order (T1.nii.gz,T2.nii.gz)",
     )
     predict.add_argument(
         "--out", type=Path, default=None, metavar="DIR", help="output folder (RUN_DIR/predict)"
@@ -450,6 +633,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--ensemble", nargs="+", type=Path, default=[], metavar="RUN_DIR", help="more runs"
     )
     predict.add_argument("--checkpoint", choices=["best", "last"], default="best", help="(best)")
+    predict.add_argument(
+        "--format",
+        choices=["nifti", "dicom-seg"],
+        default="nifti",
+        help="nifti (default), or dicom-seg: also a DICOM Segmentation referencing each DICOM "
+        'input series, to open over it in a PACS viewer or 3D Slicer (pip install -e ".[export]")',
+    )
     predict.set_defaults(func=run_predict)
 
     lr_find = commands.add_parser(
@@ -509,7 +699,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--layer",
         default=None,
         metavar="NAME",
-        help="gradcam/tcav: the layer (a module name; default: the last convolution)",
+        help="gradcam/tcav: the layer (a module name; default: the last convolution); tcav "
+        "takes several separated by commas and corrects its p-values for them",
     )
     explain.add_argument(
         "--concept",
@@ -542,7 +733,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="date",
         metavar="METRIC",
         help="order by date (default, oldest first), name, best (monitored validation metric), "
-        "test, or any metrics.csv column such as val_loss (best first)",
+        "or any metrics.csv column such as val_loss (best first); never by a test metric",
     )
     runs.add_argument("--name", default=None, metavar="TEXT", help="only runs whose name has TEXT")
     runs.add_argument(
@@ -636,8 +827,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command and return its exit status."""
+    from .utils import messages
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    messages.install()  # one line per warning, nibabel's header chatter included
     try:
         return args.func(args)
     except ProjectError as exc:

@@ -45,6 +45,12 @@ class DataConfig:
     window: list[float] | None = field(default_factory=lambda: [-200.0, 300.0])  # CT HU clip
     augment: bool = True  # flips, rotations, intensity changes (training only)
     num_workers: int = 0  # DataLoader worker processes
+    # Binary classification: the class whose sensitivity, specificity, PPV and NPV are reported
+    # (the abnormal one). "" = the second class in sorted order, printed and recorded.
+    positive_class: str = "{{ 'nodule' if cookiecutter.task == 'classification' else '' }}"
+    # Segmentation: a name per label value, background first, e.g. [background, edema, tumor].
+    # [] = the label names of manifest.json (a Decathlon dataset.json), else class_<k>.
+    labels: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -54,7 +60,7 @@ class ModelConfig:
     name: str = "{{ 'unet' if cookiecutter.task == 'segmentation' else 'cnn' }}"
     width: int = 16  # channels of the first level; doubles per level
     depth: int = 4  # resolution levels
-    norm: str = "batch"  # batch, instance or none
+    norm: str = "batch"  # batch, instance, group (batch-size independent) or none
     activation: str = "relu"  # relu, leaky_relu, elu, tanh, sigmoid (sets the initialisation)
     residual: bool = False  # residual blocks
     dropout: float = 0.0  # dropout after pooling / before dense layers
@@ -68,7 +74,7 @@ class TrainConfig:
     """Optimisation, loss and regularisation settings."""
 
     epochs: int = 20
-    batch_size: int = {{ 2 if cookiecutter.spatial_dims == "3" else 8 }}
+    batch_size: int = {{ 2 if cookiecutter.spatial_dims == "3" and cookiecutter.task == "segmentation" else 8 }}
     lr: float = 1e-3
     optimizer: str = "adam"  # adam, adamw, sgd (with momentum)
     momentum: float = 0.9  # sgd only
@@ -92,6 +98,18 @@ class TrainConfig:
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
     channels_last: bool = True  # memory format on CUDA (ignored on CPU)
     compile: bool = False  # torch.compile the model
+    ddp_timeout: int = 1800  # seconds a torchrun process waits for the others (e.g. validation)
+
+
+@dataclass
+class EvalConfig:
+    """How ``evaluate`` measures: tolerances and conventions that a reported number depends on."""
+
+    nsd_tolerance: float = 2.0  # mm: boundary distance counted as agreement by surface Dice
+    # Binary classification: the decision threshold is chosen on the validation cases by Youden's
+    # J (0) or as the highest one reaching this sensitivity, then applied unchanged to the test set.
+    target_sensitivity: float = 0.0
+    calibrate: str = "none"  # classification: none, or temperature (fitted on validation)
 
 
 @dataclass
@@ -115,6 +133,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
 
@@ -128,13 +147,14 @@ MONITORS = {
 }
 CHOICES = {
     "data.normalization": ("ct", "mr", "zscore", "none"),
-    "model.norm": ("batch", "instance", "none"),
+    "model.norm": ("batch", "instance", "group", "none"),
     "model.activation": ("relu", "leaky_relu", "elu", "tanh", "sigmoid"),
     "train.optimizer": ("adam", "adamw", "sgd"),
     "train.schedule": ("none", "exponential", "cosine", "step"),
     "train.loss": ("dice_ce", "ce", "focal"),
     "train.grad_clip_mode": ("norm", "value"),
     "tracking": ("csv", "tensorboard", "mlflow"),
+    "eval.calibrate": ("none", "temperature"),
 }
 
 
@@ -271,6 +291,13 @@ def validate(cfg: Config) -> Config:
             "data.window",
             "null or [low, high] with low < high",
         ),
+        (
+            all(isinstance(n, str) and n.strip() for n in cfg.data.labels)
+            and len(set(cfg.data.labels)) == len(cfg.data.labels)
+            and (not cfg.data.labels or len(cfg.data.labels) >= 2),
+            "data.labels",
+            "[] or distinct non-empty names, one per label value from 0 (the background)",
+        ),
         (cfg.model.width >= 1, "model.width", "at least 1"),
         (1 <= cfg.model.depth <= 6, "model.depth", "1 to 6"),
         (0 <= cfg.model.dropout < 1, "model.dropout", "a value in [0, 1)"),
@@ -288,6 +315,13 @@ def validate(cfg: Config) -> Config:
         (cfg.train.l2_activity >= 0, "train.l2_activity", "0 or more"),
         (cfg.train.patience >= 0, "train.patience", "0 (off) or more"),
         (cfg.train.min_delta >= 0, "train.min_delta", "0 or more"),
+        (cfg.train.ddp_timeout >= 1, "train.ddp_timeout", "at least 1 (seconds)"),
+        (cfg.eval.nsd_tolerance >= 0, "eval.nsd_tolerance", "0 or more (mm)"),
+        (
+            0 <= cfg.eval.target_sensitivity <= 1,
+            "eval.target_sensitivity",
+            "0 (Youden's J) or a sensitivity in (0, 1]",
+        ),
         (cfg.train.steps_per_epoch >= 0, "train.steps_per_epoch", "0 (whole set) or more"),
         (
             cfg.train.monitor in ("auto", *MONITORS.get(cfg.task, ())),
@@ -306,6 +340,14 @@ def validate(cfg: Config) -> Config:
     if cfg.task == "classification":
         checks.append(
             (cfg.train.loss in ("ce", "focal"), "train.loss", "ce or focal for classification")
+        )
+    else:
+        checks.append(
+            (
+                cfg.eval.calibrate == "none",
+                "eval.calibrate",
+                "none (calibration is for classification)",
+            )
         )
     for ok, key, expected in checks:
         if not ok:

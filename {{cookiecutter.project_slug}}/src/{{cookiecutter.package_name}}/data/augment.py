@@ -65,15 +65,20 @@ def augment(
     mask: np.ndarray | None,
     rng: np.random.Generator,
     settings: AugmentSettings | None = None,
+    *,
+    channel_axis: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Apply random flips, rotations, intensity scale/shift and noise.
 
     Args:
-        image: float32 intensities, shape ``(X, Y)`` or ``(X, Y, Z)``.
-        mask: integer labels of the same shape, or ``None`` (classification).
+        image: float32 intensities, shape ``(X, Y)`` or ``(X, Y, Z)``; with ``channel_axis``,
+            ``(C, X, Y)`` or ``(C, X, Y, Z)``: every channel gets the same spatial transform
+            and the same intensity scale, shift and noise level (noise drawn per voxel).
+        mask: integer labels of the spatial shape, or ``None`` (classification).
         rng: the sample's generator (``utils.seed.sample_rng``); it is the only source of
             randomness.
         settings: what to apply; the defaults of :class:`AugmentSettings` when ``None``.
+        channel_axis: ``image`` has a leading channel axis (a multi-channel case).
 
     Returns:
         New C-contiguous ``(image, mask)`` arrays of the input shapes and dtypes; the inputs are
@@ -83,12 +88,15 @@ def augment(
         ValueError: ``image`` is not 2D or 3D, or ``mask`` has another shape.
     """
     settings = settings or AugmentSettings()
-    if image.ndim not in (2, 3):
-        raise ValueError(f"image must be 2D or 3D, got shape {image.shape}")
-    if mask is not None and mask.shape != image.shape:
-        raise ValueError(f"mask shape {mask.shape} differs from image shape {image.shape}")
+    o = int(bool(channel_axis))  # the first spatial axis
+    spatial = image.shape[o:]
+    if len(spatial) not in (2, 3):
+        what = "(C, X, Y[, Z])" if o else "2D or 3D"
+        raise ValueError(f"image must be {what}, got shape {image.shape}")
+    if mask is not None and mask.shape != spatial:
+        raise ValueError(f"mask shape {mask.shape} differs from image shape {spatial}")
     # Every draw, in a fixed order, whatever is switched on.
-    flips = rng.random(image.ndim) < 0.5
+    flips = rng.random(len(spatial)) < 0.5
     quarter_turns = int(rng.integers(4))
     rotate = rng.random() < settings.rotate_probability
     angle = rng.uniform(-1.0, 1.0) * settings.rotate_degrees
@@ -100,16 +108,21 @@ def augment(
 
     if settings.flip and flips.any():
         axes = tuple(int(a) for a in np.flatnonzero(flips))
-        image = np.flip(image, axes)
+        image = np.flip(image, tuple(a + o for a in axes))
         mask = np.flip(mask, axes) if mask is not None else None
     if settings.rotate90 and quarter_turns:
-        k = quarter_turns if image.shape[0] == image.shape[1] else quarter_turns // 2 * 2
+        k = quarter_turns if spatial[0] == spatial[1] else quarter_turns // 2 * 2
         if k:
-            image = np.rot90(image, k, axes=(0, 1))
+            image = np.rot90(image, k, axes=(o, o + 1))
             mask = np.rot90(mask, k, axes=(0, 1)) if mask is not None else None
     if settings.rotate_degrees > 0 and rotate and angle != 0:
         image = ndimage.rotate(
-            np.ascontiguousarray(image), angle, axes=(0, 1), reshape=False, order=1, mode="nearest"
+            np.ascontiguousarray(image),
+            angle,
+            axes=(o, o + 1),
+            reshape=False,
+            order=1,
+            mode="nearest",
         )
         if mask is not None:
             mask = ndimage.rotate(

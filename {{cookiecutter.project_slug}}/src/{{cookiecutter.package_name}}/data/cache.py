@@ -61,6 +61,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .io import source_path, split_part
+
 CACHE_VERSION = 1  # bump when the preprocessing code changes what an entry holds
 RACY_SECONDS = 2.0  # a source modified more recently than this is hashed on every access
 _CHUNK = 1 << 20
@@ -100,6 +102,7 @@ def stat_signature(path: str | Path) -> list:
     Raises:
         FileNotFoundError: ``path`` does not exist.
     """
+    path = source_path(path)  # a ``folder::SeriesInstanceUID`` image: the whole folder
     st = os.stat(path)
     if not stat.S_ISDIR(st.st_mode):
         return [st.st_size, st.st_mtime_ns]
@@ -112,9 +115,12 @@ def stat_signature(path: str | Path) -> list:
 
 
 def content_digest(path: str | Path) -> str:
-    """SHA-256 (hex) of a file's bytes, or of every file's relative name and bytes in a folder."""
-    path = Path(path)
+    """SHA-256 (hex) of a file's bytes, or of every file's relative name and bytes in a folder
+    (and of the part, for a ``PATH::PART`` image: two series of one folder differ)."""
+    path, part = split_part(path)
     digest = hashlib.sha256()
+    if part is not None:
+        digest.update(f"part:{part}\0".encode())
     files = _files(path) if path.is_dir() else [path]
     for file in files:
         if path.is_dir():

@@ -2,7 +2,10 @@
 
 Each item is a dict:
 
-* ``"image"``: float32 tensor ``(1, X, Y)`` or ``(1, X, Y, Z)`` (one channel);
+* ``"image"``: float32 tensor ``(C, X, Y)`` or ``(C, X, Y, Z)``: ``C = 1``, or one channel per
+  ``image_<channel>`` column of a multi-channel case (several MR sequences, say), in column
+  order. The channels must share one grid (shape and affine, checked); each is normalised on
+  its own (its own z-score, or window) and all get the same spatial augmentation;
 * ``"label"``: segmentation: ``uint8`` tensor ``(X, Y)`` / ``(X, Y, Z)``, the mask on the
   image's grid (no channel axis), in the dtype the cache stores it (:func:`.preprocess.as_mask`):
   8x less to read, copy and collate than int64. Masks with labels above 255 (rare) come as
@@ -138,6 +141,33 @@ class LoaderSettings:
         }
 
 
+def check_channel(image: Image, first: Image, what: str, first_name: str) -> None:
+    """Raise a one-line :class:`~.io.ImageError` unless ``image`` (a channel) has the grid of
+    ``first`` (the case's first channel): the same shape and affine (to 1e-3 mm).
+
+    Args:
+        image: the channel to check.
+        first: the case's first channel.
+        what: names the channel in the message, e.g. ``"case 'c1' channel 'T2'"``.
+        first_name: the first channel's name.
+
+    Raises:
+        ImageError: another shape or affine.
+    """
+    if image.shape != first.shape:
+        raise ImageError(
+            f"{what} ('{image.path}') has shape {tuple(image.shape)}, channel '{first_name}' "
+            f"has {tuple(first.shape)}: all channels of a case must share one grid (co-register "
+            "and resample them first)"
+        )
+    if not np.allclose(np.asarray(image.affine), np.asarray(first.affine), atol=1e-3):
+        raise ImageError(
+            f"{what} ('{image.path}') has another affine (position, orientation or spacing) "
+            f"than channel '{first_name}': all channels of a case must share one grid "
+            "(co-register and resample them first)"
+        )
+
+
 def _mask_dtype(max_label: int) -> np.dtype:
     """The item dtype of masks whose largest label is ``max_label``: ``uint8`` or int64."""
     return np.dtype(np.uint8 if max_label <= np.iinfo(np.uint8).max else np.int64)
@@ -242,7 +272,8 @@ class MedicalDataset(Dataset):
             (``uint8``, or int64 when a label exceeds 255); ``None`` before: each mask's own.
 
     Raises:
-        DataError: no cases, or a classification label not in ``classes``.
+        DataError: no cases, cases with different channels (``image_<channel>`` columns), or a
+            classification label not in ``classes``.
         ValueError: bad ``task``, ``spatial_dims``, or ``classes`` missing for classification.
     """
 
@@ -264,6 +295,16 @@ class MedicalDataset(Dataset):
         self.cases = list(cases)
         if not self.cases:
             raise DataError("the dataset has no cases (an empty split or manifest?)")
+        names = list(self.cases[0].channels)
+        for case in self.cases:
+            if list(case.channels) != names:
+                raise DataError(
+                    f"case '{case.case_id}' has channels {list(case.channels) or ['image']}, "
+                    f"case '{self.cases[0].case_id}' has {names or ['image']}: every case needs "
+                    "the same image columns"
+                )
+        #: the channel names (``image_<name>`` columns), or ``["image"]`` for one channel.
+        self.channel_names: list[str] = names or ["image"]
         self.task = task
         self.settings = settings or LoaderSettings()
         self.train = bool(train)
@@ -304,10 +345,20 @@ class MedicalDataset(Dataset):
 
     # --- preprocessing and the cache ------------------------------------------------------
 
+    @property
+    def in_channels(self) -> int:
+        """Channels of every item's image (the network's ``in_channels``)."""
+        return len(self.channel_names)
+
+    @staticmethod
+    def _images(case: Case) -> list[Path]:
+        """The case's image files, one per channel, in column order."""
+        return [Path(p) for p in case.channels.values()] if case.channels else [Path(case.image)]
+
     def _sources(self, case: Case) -> list[Path]:
         if self.task == "segmentation":
-            return [Path(case.image), Path(case.label)]
-        return [Path(case.image)]
+            return [*self._images(case), Path(case.label)]
+        return self._images(case)
 
     def _check_dims(self, ndim: int, path: str | Path) -> None:
         patch = self.settings.patch_size
@@ -319,7 +370,11 @@ class MedicalDataset(Dataset):
             )
 
     def _build(self, case: Case) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Decode and preprocess one case (what the cache stores)."""
+        """Decode and preprocess one case (what the cache stores).
+
+        A multi-channel case is stored as one ``(C, *S)`` image, each channel normalised on
+        its own; a single-channel case as ``(*S)``, as before channels existed.
+        """
         image: Image = read_image(case.image)
         self._check_dims(image.ndim, Path(case.image))
         mask = read_label(case.label, image) if self.task == "segmentation" else None
@@ -330,7 +385,24 @@ class MedicalDataset(Dataset):
             window=self.settings.window,
             target_spacing=self.settings.target_spacing,
         )
-        arrays = {"image": pre.image}
+        stored = pre.image
+        if case.channels:
+            first = next(iter(case.channels))
+            stacked = [pre.image]
+            for name, path in list(case.channels.items())[1:]:
+                other = read_image(path)
+                check_channel(other, image, f"case '{case.case_id}' channel '{name}'", first)
+                stacked.append(
+                    preprocess(
+                        other,
+                        None,
+                        normalisation=self.settings.normalisation,
+                        window=self.settings.window,
+                        target_spacing=self.settings.target_spacing,
+                    ).image
+                )
+            stored = np.stack(stacked)
+        arrays = {"image": stored}
         meta: dict[str, Any] = {
             "source_shape": list(image.shape),
             "source_affine": np.asarray(image.affine).tolist(),
@@ -339,6 +411,9 @@ class MedicalDataset(Dataset):
             "spacing": list(pre.spacing),
             "pad_value": float(pre.image.min()) if pre.image.size else 0.0,
         }
+        if case.channels:  # each channel is padded with its own minimum
+            meta["channels"] = list(case.channels)
+            meta["pad_values"] = [float(c.min()) if c.size else 0.0 for c in stored]
         if pre.mask is not None:
             points, ranges = foreground_points(pre.mask)
             arrays["mask"] = pre.mask
@@ -433,23 +508,31 @@ class MedicalDataset(Dataset):
         entry = self.entry(index, names, mmap="r" if cropping else "c")
         image = entry.arrays["image"]
         mask = entry.arrays.get("mask")
-        self._check_dims(image.ndim, case.image)
+        multi = "channels" in entry.meta  # stored (C, *S); else (*S)
+        self._check_dims(image.ndim - multi, case.image)
         augmenting = self.train and self.settings.augment
         # Whole or centre-cut validation items draw nothing: no generator to seed (~50 us).
         rng = sample_rng(self.seed, self.epoch, index) if sampling or augmenting else None
         if cropping:
+            spatial = image.shape[multi:]
             if sampling:
-                start = random_start(image.shape, patch, rng, self._centre(entry, rng))
+                start = random_start(spatial, patch, rng, self._centre(entry, rng))
             else:
-                start = centre_start(image.shape, patch)
-            image = crop_pad(image, start, patch, entry.meta.get("pad_value", 0.0))
+                start = centre_start(spatial, patch)
+            if multi:
+                pads = entry.meta["pad_values"]
+                image = np.stack(
+                    [crop_pad(c, start, patch, pad) for c, pad in zip(image, pads, strict=True)]
+                )
+            else:
+                image = crop_pad(image, start, patch, entry.meta.get("pad_value", 0.0))
             mask = crop_pad(mask, start, patch, 0) if mask is not None else None
         if augmenting:
-            image, mask = augment(image, mask, rng, self.settings.augmentation)
+            image, mask = augment(image, mask, rng, self.settings.augmentation, channel_axis=multi)
         # Arrays here are already this item's own (mapped copy-on-write, just built, cut or
         # augmented): no copy, and the mask keeps its stored dtype (see the module docstring).
         image = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
-        item: dict[str, Any] = {"image": image[None], "case_id": case.case_id}
+        item: dict[str, Any] = {"image": image if multi else image[None], "case_id": case.case_id}
         if self.task == "segmentation":
             dtype = self.mask_dtype
             if dtype is None:  # prepare() has not run: this mask's own

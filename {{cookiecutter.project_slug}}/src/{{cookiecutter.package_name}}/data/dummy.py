@@ -20,12 +20,17 @@ duplicates, where the raters disagree, ...) is written to ``.dummy-data.json``, 
 the folder as made by this command: a rerun replaces such a folder, and any other non-empty
 folder is refused.
 
+``channels=N`` (``dummy-data --channels N``) gives each case N co-registered images, the same
+anatomy in N contrasts like the sequences of an MR study (:func:`extra_channel`), as
+``image_ch1 ... image_chN`` manifest columns.
+
 ``like=DIR`` makes a smaller synthetic twin of a real dataset: same dimensionality, similar
 spacing and field of view (downscaled when large), the same class balance or foreground fraction.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -76,6 +81,20 @@ MAX_REDRAWS = 10
 PNG_WINDOW_HU = (-160.0, 240.0)  # CT slices become 8-bit PNGs through this window
 LIKE_SAMPLE = 6  # images read from a --like dataset
 LIKE_MAX_SHAPE = {3: (96, 96, 48), 2: (128, 128)}
+# Classification findings per dimensionality: HU above the organ (3D CT), detector units above
+# the lung (2D radiographs).
+CLASSIFICATION_CONTRAST = {3: (150.0, 250.0), 2: (1000.0, 1600.0)}
+# --channels N: channel 1 is the CT image; channel k > 1 maps its HU through a piecewise-linear
+# contrast (another sequence's look of the same anatomy) and gets its own noise. Points: air,
+# lung, fat, soft tissue, organ, lesion (organ + 60..100 HU), bone, dense bone.
+CHANNEL_HU = (-1000.0, -850.0, -100.0, 25.0, 60.0, 140.0, 400.0, 1000.0)
+CHANNEL_CONTRASTS = (
+    (-150.0, -140.0, 200.0, 40.0, 80.0, 20.0, 120.0, 150.0),  # fat bright, lesion dark
+    (-150.0, -120.0, 100.0, 60.0, 20.0, 180.0, -50.0, -50.0),  # lesion bright, organ dark
+    (-150.0, -150.0, 60.0, 80.0, 50.0, 220.0, 0.0, 0.0),  # lesion brightest, fat dim
+)
+CHANNEL_GAMMAS = (0.6, 1.6, 2.4)  # radiographs: detector values through another curve
+CHANNEL_NOISE = 10.0  # HU-like units (radiographs: detector units x 4)
 SLICE_STEP = 1 / 64  # slice spacing is rounded to this (mm), so DICOM positions print exactly
 
 
@@ -90,8 +109,12 @@ class DatasetSpec:
         classes: class names, the one without a finding first (classification).
         class_fractions: the share of each class.
         finding_radius: typical lesion/nodule semi-axis, as a fraction of the field of view.
+        finding_contrast: range of a finding's contrast, HU above the organ (CT) or detector
+            units above the lung (radiographs); ``None``: the phantom's default.
         studies_per_patient: probabilities of 1, 2 and 3 studies per patient.
         source: what was measured on a ``like`` dataset (``None`` otherwise).
+        channels: co-registered images per case (``image_ch1 ... image_chN`` columns when
+            more than 1; see :func:`extra_channel`).
     """
 
     task: str
@@ -104,8 +127,10 @@ class DatasetSpec:
     classes: tuple[str, ...] = DEFAULT_CLASSES
     class_fractions: tuple[float, ...] = DEFAULT_CLASS_FRACTIONS
     finding_radius: float = 0.3
+    finding_contrast: tuple[float, float] | None = None
     studies_per_patient: tuple[float, float, float] = STUDIES_PER_PATIENT
     source: dict[str, Any] | None = None
+    channels: int = 1
 
     @property
     def modality(self) -> str:
@@ -146,6 +171,7 @@ def generate_dataset(
     seed: int = 0,
     like: str | Path | None = None,
     shape: Sequence[int] | None = None,
+    channels: int = 1,
 ) -> Path:
     """Write a synthetic dataset (images, labels, ``manifest.csv``) into ``out``.
 
@@ -159,23 +185,32 @@ def generate_dataset(
         seed: the same seed and arguments give the same voxels, labels and manifest.
         like: a dataset folder (with ``manifest.csv``) to make a smaller synthetic twin of.
         shape: array shape instead of the default (64 x 64 x 32, or 128 x 128 for 2D).
+        channels: co-registered images per case, each the same anatomy in another contrast
+            (multi-sequence MR-like); more than 1 writes ``image_ch1 ... image_chN`` manifest
+            columns (NIfTI and PNG only). 1 writes exactly what it always has.
 
     Returns:
         The path of the manifest written.
 
     Raises:
         ValueError: an unknown task, dimensionality or format, png with 3D, ``cases < 1``,
-            a negative seed, or a shape of the wrong length.
+            a negative seed, a shape of the wrong length, ``channels < 1``, or several
+            channels as DICOM.
         DataError: ``out`` is a file or a non-empty folder dummy-data did not make; ``like``
             has no manifest or images of another dimensionality.
     """
     check_arguments(task, spatial_dims, fmt, cases, seed, shape)
+    if not isinstance(channels, int | np.integer) or channels < 1:
+        raise ValueError(f"channels must be a whole number >= 1, got {channels!r}")
+    if channels > 1 and fmt == "dicom":
+        raise ValueError("several channels are written as nifti or png, not dicom")
     out = Path(out)
     check_target(out)
     if like is None:
         spec = default_spec(task, spatial_dims, fmt, cases or DEFAULT_CASES, seed, shape)
     else:
         spec = spec_like(Path(like), task, spatial_dims, fmt, cases, seed, shape)
+    spec = replace(spec, channels=int(channels))
     studies = simulate(spec)
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -237,7 +272,11 @@ def default_spec(
         default_shape, spacing = (128, 128), (0.8, 2.5)
     else:
         default_shape, spacing = (128, 128), (2.7, 3.4)
-    radius = 0.3 if task == "segmentation" else (0.2 if spatial_dims == 3 else 0.09)
+    radius = 0.3 if task == "segmentation" else (0.2 if spatial_dims == 3 else 0.14)
+    # Classification findings are made denser than a segmentation target: a CPU-sized network
+    # trained on a few hundred images must tell a whole image apart by them (issue: the demo
+    # classifier stayed at chance with the segmentation lesion's 60..100 HU).
+    contrast = None if task == "segmentation" else CLASSIFICATION_CONTRAST[spatial_dims]
     return DatasetSpec(
         task=task,
         spatial_dims=spatial_dims,
@@ -247,6 +286,7 @@ def default_spec(
         shape=tuple(int(s) for s in (shape or default_shape)),
         spacing=spacing,
         finding_radius=radius,
+        finding_contrast=contrast,
     )
 
 
@@ -326,6 +366,11 @@ def spec_like(
             class_fractions=tuple(counts[name] / len(rows) for name in classes),
         )
     return replace(spec, source=source)
+
+
+def contrast_of(spec: DatasetSpec) -> tuple[tuple[float, float], ...]:
+    """``(contrast,)`` to pass on to the phantom's finding sampler, or ``()`` for its default."""
+    return () if spec.finding_contrast is None else (spec.finding_contrast,)
 
 
 def snap(spacing: Sequence[float]) -> tuple[float, ...]:
@@ -498,7 +543,9 @@ def draw_study(
     if spec.modality == "DX":
         anatomy = phantoms.sample_xray_anatomy(anatomy_rng)
         count, size = findings_for_class(class_index)
-        findings = phantoms.sample_xray_findings(rng, anatomy, count, spec.finding_radius * size)
+        findings = phantoms.sample_xray_findings(
+            rng, anatomy, count, spec.finding_radius * size, *contrast_of(spec)
+        )
         visit = phantoms.sample_xray_visit(rng)
         image = phantoms.render_xray(spec.shape, anatomy, visit, findings, rng)
         return Study(patient, visit_no, image, affine, label=spec.classes[class_index])
@@ -509,7 +556,9 @@ def draw_study(
         size = 1.0
     else:
         count, size = findings_for_class(class_index)
-    findings = phantoms.sample_ct_findings(rng, anatomy, count, spec.finding_radius * size)
+    findings = phantoms.sample_ct_findings(
+        rng, anatomy, count, spec.finding_radius * size, *contrast_of(spec)
+    )
     ct_visit = phantoms.sample_ct_visit(rng, anatomy)
     plane_y = findings[0].center[1] if findings else anatomy.organ_center[1]
     image, mask = phantoms.render_ct(spec.shape, anatomy, ct_visit, findings, rng, plane_y=plane_y)
@@ -674,10 +723,53 @@ def to_png(spec: DatasetSpec, image: np.ndarray) -> np.ndarray:
     return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
 
 
+def extra_channel(spec: DatasetSpec, image: np.ndarray, k: int) -> np.ndarray:
+    """Channel ``k`` (from 2) of a study whose first channel is ``image``: the same anatomy in
+    another contrast, with its own noise.
+
+    CT-like images go through ``CHANNEL_CONTRASTS`` (a lesion darker than the organ in one
+    channel, brighter in the others); radiographs through a gamma curve. The noise is seeded
+    by the image's own bytes, so exact duplicates stay exact in every channel.
+
+    Args:
+        spec: the dataset (its modality).
+        image: the first channel, int16 HU (CT) or detector values (radiographs).
+        k: the channel number, 2 or more.
+
+    Returns:
+        An array of ``image``'s shape and dtype.
+    """
+    if k < 2:
+        raise ValueError(f"k must be 2 or more (channel 1 is the image itself), got {k}")
+    seed = int.from_bytes(hashlib.sha256(image.tobytes()).digest()[:8], "little")
+    noise = np.random.default_rng([seed, k]).standard_normal(image.shape)
+    values = image.astype(np.float64)
+    if spec.modality == "DX":
+        gamma = CHANNEL_GAMMAS[(k - 2) % len(CHANNEL_GAMMAS)]
+        out = 4095.0 * np.clip(values / 4095.0, 0, 1) ** gamma + 4 * CHANNEL_NOISE * noise
+        return np.clip(np.round(out), 0, 4095).astype(image.dtype)
+    levels = CHANNEL_CONTRASTS[(k - 2) % len(CHANNEL_CONTRASTS)]
+    out = np.interp(values, CHANNEL_HU, levels) + CHANNEL_NOISE * noise
+    return np.round(out).astype(image.dtype)
+
+
 def write_study(folder: Path, spec: DatasetSpec, study: Study, position: int) -> Case:
     """Write one study's image and labels in ``spec.fmt``; return its manifest row."""
     cid = study.case_id
-    if spec.fmt == "png":
+    channels: dict[str, Path] = {}
+    if spec.channels > 1:  # image_ch1 ... image_chN, all on the study's grid
+        extra = [extra_channel(spec, study.image, k) for k in range(2, spec.channels + 1)]
+        for k, array in enumerate([study.image, *extra], start=1):
+            name = f"ch{k}"
+            if spec.fmt == "png":
+                channels[name] = write_png(
+                    to_png(spec, array), folder / "images" / f"{cid}_{name}.png"
+                )
+            else:
+                path = folder / "images" / f"{cid}_{name}.nii.gz"
+                channels[name] = write_nifti(array, study.affine, path)
+        image_path = channels["ch1"]
+    elif spec.fmt == "png":
         image_path = write_png(to_png(spec, study.image), folder / "images" / f"{cid}.png")
     elif spec.fmt == "nifti":
         image_path = write_nifti(study.image, study.affine, folder / "images" / f"{cid}.nii.gz")
@@ -686,7 +778,9 @@ def write_study(folder: Path, spec: DatasetSpec, study: Study, position: int) ->
 
     if spec.task == "classification":
         assert study.label is not None and isinstance(study.rater2, str)
-        return Case(cid, study.patient_id, image_path, study.label, {"rater2": study.rater2})
+        return Case(
+            cid, study.patient_id, image_path, study.label, {"rater2": study.rater2}, channels
+        )
 
     def write_mask(mask: np.ndarray, sub: str) -> Path:
         if spec.fmt == "png":
@@ -696,7 +790,7 @@ def write_study(folder: Path, spec: DatasetSpec, study: Study, position: int) ->
     assert study.mask is not None and isinstance(study.rater2, np.ndarray)
     label = write_mask(study.mask, "labels")
     rater2 = write_mask(study.rater2, "labels_rater2")
-    return Case(cid, study.patient_id, image_path, label, {"rater2": rater2})
+    return Case(cid, study.patient_id, image_path, label, {"rater2": rater2}, channels)
 
 
 def dicom_uid(spec: DatasetSpec, *parts: object) -> str:
@@ -807,6 +901,18 @@ def describe(spec: DatasetSpec, studies: list[Study], like: Path | None) -> dict
             ],
         },
         "source": spec.source,
+        **(
+            {
+                "channels": {
+                    "count": spec.channels,
+                    "columns": [f"image_ch{k}" for k in range(1, spec.channels + 1)],
+                    "contrast": "ch1 is the image; ch2.. the same anatomy through other "
+                    "intensity curves (a lesion dark in ch2, bright in ch3 and ch4), own noise",
+                }
+            }
+            if spec.channels > 1
+            else {}
+        ),
     }
 
 

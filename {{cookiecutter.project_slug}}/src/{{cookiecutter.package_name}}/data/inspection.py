@@ -41,7 +41,7 @@ from .. import paths
 from ..utils.io import atomic_write_text, replace_folder
 from ..viz import data_plots
 from .duplicates import Fingerprint, exact_duplicates, fingerprint, near_duplicates
-from .io import Image, file_format, read_image, read_label
+from .io import Image, file_format, read_image, read_label, source_path
 from .manifest import SPLITS, Case, DataError, read_manifest
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,26 @@ IDENTITY_TAGS = (
     "OtherPatientIDs",
     "MedicalRecordLocator",
 )
-DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DAY = re.compile(r"^\d{4}-\d{2}-\d{2}_")  # report folders: <YYYY-MM-DD>_<dataset>
+
+
+def report_folder(out_dir: Path, root: Path, day: dt.date) -> Path:
+    """``<out_dir>/<YYYY-MM-DD>_<dataset>``: one report folder per dataset and date.
+
+    ``<dataset>`` is the dataset folder's name; a second dataset of the same name inspected on
+    the same day gets ``<name>-2`` (and so on), so one never replaces the other's report.
+    """
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(root).resolve().name).strip("-") or "dataset"
+    base, k = f"{day.isoformat()}_{name}", 1
+    while True:
+        folder = Path(out_dir) / (base if k == 1 else f"{base}-{k}")
+        try:
+            recorded = json.loads((folder / "report.json").read_text(encoding="utf-8"))["root"]
+        except (OSError, ValueError, KeyError, TypeError):
+            recorded = None
+        if not folder.exists() or recorded is None or recorded == str(Path(root).resolve()):
+            return folder
+        k += 1
 
 
 # --- per case ------------------------------------------------------------------------------
@@ -546,6 +565,7 @@ def _first_dicom_header(path: Path, tags: Sequence[str]) -> Any:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
+    path = source_path(path)  # a folder::SeriesInstanceUID image: its folder
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     for file in files:
         try:
@@ -946,7 +966,7 @@ def inspect_dataset(
             ``report.json`` and ``report.md`` are written.
 
     Returns:
-        The path of ``<out_dir>/<YYYY-MM-DD>/report.json``.
+        The path of ``<out_dir>/<YYYY-MM-DD>_<dataset>/report.json`` (:func:`report_folder`).
 
     Raises:
         ValueError: unknown ``task`` or a threshold outside ``(0, 1]``.
@@ -961,10 +981,9 @@ def inspect_dataset(
     cases = read_manifest(root, task)
     splits_path = root / SPLITS
     splits = read_splits(splits_path) if splits_path.is_file() else None
-    stamp = (day or dt.date.today()).isoformat()
-    final = out_dir / stamp
+    final = report_folder(out_dir, root, day or dt.date.today())
     out_dir.mkdir(parents=True, exist_ok=True)
-    build = out_dir / f".{stamp}.tmp-{uuid.uuid4().hex[:8]}"
+    build = out_dir / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
     (build / "montages" if figures else build).mkdir(parents=True)
     try:
         results = [
@@ -976,7 +995,7 @@ def inspect_dataset(
         records = [r.record for r in results]
         report: dict[str, Any] = {
             "created": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "root": str(root),
+            "root": str(root.resolve()),
             "task": task,
             "counts": count_summary(cases),
         }
@@ -1011,12 +1030,16 @@ def inspect_dataset(
 # --- one case ------------------------------------------------------------------------------
 
 
-def find_montage(case_id: str, out_dir: Path) -> Path | None:
-    """The newest ``<out_dir>/<date>/montages/<case>.png``, or ``None``."""
+def find_montage(case_id: str, out_dir: Path, root: Path | None = None) -> Path | None:
+    """The newest ``<out_dir>/<date>_<dataset>/montages/<case>.png`` (of the dataset in
+    ``root`` when given), or ``None``."""
     name = _montage_name(case_id)
     days = sorted(
         (d for d in Path(out_dir).glob("*") if d.is_dir() and DAY.match(d.name)), reverse=True
     )
+    if root is not None:
+        today = report_folder(out_dir, root, dt.date.today()).name.split("_", 1)[1]
+        days = [d for d in days if d.name.split("_", 1)[1] == today]
     for day in days:
         if (day / "montages" / name).is_file():
             return day / "montages" / name
@@ -1025,6 +1048,7 @@ def find_montage(case_id: str, out_dir: Path) -> Path | None:
 
 def _viewer_file(path: Path) -> Path:
     """ITK-SNAP opens a DICOM series from one of its files."""
+    path = source_path(path)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
         return files[0] if files else path
@@ -1068,9 +1092,10 @@ def view_case(root: Path, case_id: str, *, task: str, out_dir: Path | None = Non
             print(f"opened {case_id} in ITK-SNAP")
             return 0
     out_dir = Path(out_dir) if out_dir is not None else paths.reports_dir() / "inspect"
-    montage = find_montage(case_id, out_dir)
+    montage = find_montage(case_id, out_dir, root)
     if montage is None:
-        montage = out_dir / dt.date.today().isoformat() / "montages" / _montage_name(case_id)
+        folder = report_folder(out_dir, root, dt.date.today())
+        montage = folder / "montages" / _montage_name(case_id)
         inspect_case(case, task, montage)
     print(f"montage of {case_id}: {montage}")
     print("(install ITK-SNAP, http://www.itksnap.org, to browse the case in 3D)")

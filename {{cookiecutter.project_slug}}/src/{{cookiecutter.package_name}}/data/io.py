@@ -13,6 +13,27 @@ the slice normal (never by ``InstanceNumber``, which scanners and tools get wron
 ``RescaleSlope``/``RescaleIntercept`` (CT in Hounsfield units) and given the spacing of
 ``PixelSpacing`` and the slice positions. Any unreadable or inconsistent input raises
 :class:`ImageError` naming the file.
+
+What cannot be one volume is refused, never stacked wrongly: a series whose slices have different
+orientations (a 3-plane localizer, a radial MR) and a series with irregular gaps between slices
+(unless ``resample_irregular=True``, which interpolates linearly, slice by slice at their true
+positions along the normal, onto a regular grid with the smallest gap as its step). Multi-frame
+DICOM reads when its frames have positions (enhanced DICOM's per-frame functional groups, or
+``GridFrameOffsetVector``); other multi-frame or colour files are refused.
+
+A path may name one part of a container with ``PATH::PART`` (:data:`PART_SEP`), which is how
+``manifest.csv`` names a series without copying it into its own folder:
+
+- ``dicom/study1::1.2.840.113619...``: the series of that ``SeriesInstanceUID`` in a folder that
+  holds several;
+- ``imagesTr/BRATS_001.nii.gz::2``: volume 2 (0-based) of a 4D NIfTI, e.g. one MR sequence of a
+  Decathlon brain-tumour case.
+
+:func:`source_path` gives the file or folder itself (what is hashed and checked for existence).
+
+NIfTI images keep their header's qform and sform with their codes in ``Image.meta``;
+:func:`write_like` writes them back unchanged, so ITK-based viewers (ITK-SNAP, SimpleITK), which
+prefer the qform, place a mask exactly on its image even when the input's qform and sform differ.
 """
 
 from __future__ import annotations
@@ -20,7 +41,6 @@ from __future__ import annotations
 import gzip
 import os
 import uuid
-import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +55,8 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 PNG_SUFFIXES = (".png", ".jpg", ".jpeg")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+PART_SEP = "::"
+ORIENTATION_TOL = 1e-3  # largest difference of direction cosines within one volume
 
 
 class ImageError(ProjectError):
@@ -73,9 +95,35 @@ class Image:
         return tuple(float(s) for s in norms[: self.ndim])
 
 
+def split_part(path: str | Path) -> tuple[Path, str | None]:
+    """``("dicom/study1", "1.2.3")`` for ``"dicom/study1::1.2.3"``; ``(path, None)`` without a part.
+
+    Raises:
+        ImageError: the part after ``::`` is empty.
+    """
+    text = str(path)
+    if PART_SEP not in text:
+        return Path(path), None
+    base, part = text.rsplit(PART_SEP, 1)
+    if not part.strip() or not base:
+        raise ImageError(f"'{text}': expected PATH{PART_SEP}PART with a series UID or volume index")
+    return Path(base), part.strip()
+
+
+def source_path(path: str | Path) -> Path:
+    """The file or folder that ``path`` (maybe ``PATH::PART``) reads from."""
+    return split_part(path)[0]
+
+
+def with_part(path: str | Path, part: str | int | None) -> str:
+    """``"PATH::PART"`` (or ``PATH`` when ``part`` is ``None``), as a POSIX string."""
+    text = Path(path).as_posix()
+    return text if part is None else f"{text}{PART_SEP}{part}"
+
+
 def file_format(path: str | Path) -> str:
     """``"nifti"``, ``"png"`` or ``"dicom"`` for a path (a folder is a DICOM series)."""
-    path = Path(path)
+    path = source_path(path)
     name = path.name.lower()
     if path.is_dir():
         return "dicom"
@@ -91,29 +139,49 @@ def file_format(path: str | Path) -> str:
     )
 
 
-def read_image(path: str | Path, series_uid: str | None = None, canonical: bool = False) -> Image:
+def read_image(
+    path: str | Path,
+    series_uid: str | None = None,
+    canonical: bool = False,
+    resample_irregular: bool = False,
+) -> Image:
     """Read a DICOM file or series folder, a NIfTI file, or a PNG/JPEG image.
 
     Args:
-        path: the file, or a folder holding one DICOM series.
+        path: the file, or a folder holding one DICOM series; ``PATH::PART`` names a series
+            (by ``SeriesInstanceUID``) in a DICOM folder or a volume (0-based) of a 4D NIfTI.
         series_uid: which series to read when a DICOM folder holds several.
         canonical: reorient to the closest canonical (RAS+) orientation, so that array axes
             run left->right, posterior->anterior, inferior->superior.
+        resample_irregular: interpolate a DICOM series with irregular slice gaps onto a regular
+            grid (the smallest gap) instead of refusing it.
 
     Returns:
         The :class:`Image`.
 
     Raises:
-        ImageError: the path is missing, unreadable, truncated, of an unsupported format, or a
-            DICOM folder holds several series and ``series_uid`` does not pick one.
+        ImageError: the path is missing, unreadable, truncated, of an unsupported format, a
+            DICOM folder holds several series and ``series_uid`` does not pick one, or a series
+            cannot be one volume (mixed orientations; irregular gaps without
+            ``resample_irregular``).
     """
-    path = Path(path)
+    path, part = split_part(path)
     if not path.exists():
         raise ImageError(f"'{path}' does not exist")
     fmt = file_format(path)
-    reader = {"nifti": _read_nifti, "png": _read_png, "dicom": _read_dicom}[fmt]
+    if part is not None and fmt == "png":
+        raise ImageError(f"'{path}{PART_SEP}{part}': a PNG image has no parts")
+    if part is not None and fmt == "dicom":
+        if series_uid is not None and series_uid != part:
+            raise ImageError(f"'{path}': series {part} in the path but {series_uid} asked for")
+        series_uid = part
     try:
-        image = reader(path, series_uid) if fmt == "dicom" else reader(path)
+        if fmt == "dicom":
+            image = _read_dicom(path, series_uid, resample_irregular)
+        elif fmt == "nifti":
+            image = _read_nifti(path, part)
+        else:
+            image = _read_png(path)
     except ImageError:
         raise
     except Exception as exc:  # a library's own error: say which file, in one line
@@ -144,15 +212,22 @@ def read_label(path: str | Path, image: Image, atol_mm: float = 1e-3) -> Image:
 
 
 def to_canonical(image: Image) -> Image:
-    """The same 3D image with axes reordered/flipped to the closest RAS+ orientation."""
-    canon = nib.as_closest_canonical(nib.Nifti1Image(image.array, image.affine))
-    return Image(np.asarray(canon.dataobj), canon.affine, image.path, dict(image.meta))
+    """The same 3D image with axes reordered/flipped to the closest RAS+ orientation (a NIfTI
+    header's qform and sform, kept in ``meta``, are reoriented the same way)."""
+    ornt = nib.orientations.io_orientation(image.affine)
+    array = nib.orientations.apply_orientation(image.array, ornt)
+    to_old = nib.orientations.inv_ornt_aff(ornt, image.array.shape)  # new index -> old index
+    meta = dict(image.meta)
+    for key in ("qform", "sform"):
+        if meta.get(key) is not None:
+            meta[key] = np.asarray(meta[key]) @ to_old
+    return Image(np.ascontiguousarray(array), image.affine @ to_old, image.path, meta)
 
 
 # --- NIfTI ---------------------------------------------------------------------------------
 
 
-def _read_nifti(path: Path) -> Image:
+def _read_nifti(path: Path, part: str | None = None) -> Image:
     img = None
     if path.name.lower().endswith(".gz"):
         # One gzip call on the whole file is about twice as fast as nibabel's streamed reads.
@@ -162,20 +237,62 @@ def _read_nifti(path: Path) -> Image:
             img = None  # NIfTI-2 or a damaged file: let nibabel's loader decide and report
     if img is None:
         img = nib.load(str(path))
-    array = np.asanyarray(img.dataobj)  # applies scl_slope/scl_inter, keeps ints when none
+    shape = tuple(img.shape)
+    while len(shape) > 4 and shape[-1] == 1:
+        shape = shape[:-1]
+    if part is not None:
+        if len(shape) != 4 or not part.isdigit() or int(part) >= shape[3]:
+            raise ImageError(
+                f"'{path}{PART_SEP}{part}': expected a volume index 0..{shape[3] - 1} of a 4D image"
+                if len(shape) == 4
+                else f"'{path}' has shape {shape}: no volume {part}"
+            )
+        array = np.asanyarray(img.dataobj[..., int(part)])
+    else:
+        array = np.asanyarray(img.dataobj)  # applies scl_slope/scl_inter, keeps ints when none
     while array.ndim > 3 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
+    if array.ndim == 4:
+        raise ImageError(
+            f"'{path}' has shape {array.shape}: expected a 2D or 3D image; a 4D image "
+            f"(channels or time) is read one volume at a time, as '{path.name}{PART_SEP}0' (the "
+            "manifest command names each channel so)"
+        )
     if array.ndim not in (2, 3):
         raise ImageError(f"'{path}' has shape {array.shape}: expected a 2D or 3D image")
-    return Image(np.ascontiguousarray(array), img.affine.astype(np.float64), path, {})
+    qform, qcode = img.get_qform(coded=True)
+    sform, scode = img.get_sform(coded=True)
+    meta = {
+        "qform": None if qform is None else qform.astype(np.float64),
+        "qform_code": int(qcode),
+        "sform": None if sform is None else sform.astype(np.float64),
+        "sform_code": int(scode),
+    }
+    return Image(np.ascontiguousarray(array), img.affine.astype(np.float64), path, meta)
 
 
-def write_nifti(array: np.ndarray, affine: np.ndarray, path: str | Path) -> Path:
+def write_nifti(
+    array: np.ndarray,
+    affine: np.ndarray,
+    path: str | Path,
+    header: dict[str, Any] | None = None,
+) -> Path:
     """Write ``array`` (``(X, Y)`` or ``(X, Y, Z)``) with ``affine`` to ``.nii``/``.nii.gz``.
 
     The file appears atomically (written under a temporary name, then renamed).
+
+    Args:
+        array: the voxels.
+        affine: ``(4, 4)`` voxel-to-RAS matrix; written as qform and sform (codes 1/1) unless
+            ``header`` gives them.
+        path: a ``.nii`` or ``.nii.gz`` file name.
+        header: ``qform``, ``qform_code``, ``sform``, ``sform_code`` of the image the array
+            was made from (``Image.meta`` of a NIfTI input): written back unchanged.
+
+    Returns:
+        ``path``.
     """
     path = Path(path)
     if not path.name.lower().endswith(NIFTI_SUFFIXES):
@@ -184,8 +301,14 @@ def write_nifti(array: np.ndarray, affine: np.ndarray, path: str | Path) -> Path
     if array.dtype == bool:
         array = array.astype(np.uint8)
     img = nib.Nifti1Image(array, np.asarray(affine, dtype=np.float64))
-    img.set_qform(img.affine, code=1)
-    img.set_sform(img.affine, code=1)
+    header = header or {}
+    if header.get("qform_code") is not None and header.get("sform_code") is not None:
+        q, s = header.get("qform"), header.get("sform")
+        img.set_qform(q if q is not None else img.affine, code=int(header["qform_code"]))
+        img.set_sform(s if s is not None else img.affine, code=int(header["sform_code"]))
+    else:
+        img.set_qform(img.affine, code=1)
+        img.set_sform(img.affine, code=1)
     img.header.set_xyzt_units("mm")
     suffix = ".nii.gz" if path.name.lower().endswith(".gz") else ".nii"
     return _atomic(path, suffix, lambda tmp: nib.save(img, str(tmp)))
@@ -197,7 +320,7 @@ def write_like(array: np.ndarray, like: Image, path: str | Path) -> Path:
         raise ImageError(
             f"prediction for '{like.path}' has shape {tuple(array.shape)}, expected {like.shape}"
         )
-    return write_nifti(array, like.affine, path)
+    return write_nifti(array, like.affine, path, header=like.meta)
 
 
 # --- PNG / JPEG ----------------------------------------------------------------------------
@@ -241,7 +364,17 @@ def _dicom_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
-def _read_dicom(path: Path, series_uid: str | None) -> Image:
+def read_dicom_headers(path: Path, pixels: bool = True) -> list[tuple[Path, Any]]:
+    """``(file, dataset)`` of every DICOM image file in ``path`` (a file, or a folder at any
+    depth); other files in a folder (DICOMDIR, notes) are skipped.
+
+    Args:
+        path: a DICOM file or a folder.
+        pixels: read the pixel bytes too (``False``: headers only, for a fast scan).
+
+    Raises:
+        ImageError: ``path`` is a file that is not DICOM, or a DICOM file cannot be read.
+    """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -249,15 +382,20 @@ def _read_dicom(path: Path, series_uid: str | None) -> Image:
     headers = []
     for file in files:
         try:
-            ds = pydicom.dcmread(file)  # pixels are decoded later, only for the chosen series
+            ds = pydicom.dcmread(file, stop_before_pixels=not pixels)
         except InvalidDicomError:
             if path.is_file():
                 raise ImageError(f"'{file}' is not a DICOM file") from None
-            continue  # a folder may hold other files (DICOMDIR, notes): skip them
+            continue
         except Exception as exc:
             raise ImageError(f"cannot read '{file}' as DICOM: {exc}".splitlines()[0]) from None
         if "PixelData" in ds or getattr(ds, "Rows", None):
             headers.append((file, ds))
+    return headers
+
+
+def _read_dicom(path: Path, series_uid: str | None, resample_irregular: bool = False) -> Image:
+    headers = read_dicom_headers(path)
     if not headers:
         raise ImageError(f"'{path}' holds no DICOM image")
 
@@ -273,11 +411,12 @@ def _read_dicom(path: Path, series_uid: str | None) -> Image:
     elif len(series) > 1:
         listing = ", ".join(f"{uid} ({len(v)} files)" for uid, v in sorted(series.items()))
         raise ImageError(
-            f"'{path}' holds {len(series)} series: {listing}; choose one with --series UID"
+            f"'{path}' holds {len(series)} series: {listing}; name one as "
+            f"'{path}{PART_SEP}UID' (predict, manifest.csv) or with convert --series UID"
         )
     else:
         chosen = next(iter(series.values()))
-    return _dicom_series(path, chosen)
+    return _dicom_series(path, chosen, resample_irregular)
 
 
 def _orientation(ds: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -297,74 +436,266 @@ def _pixel_spacing(ds: Any) -> tuple[float, float]:
     return 1.0, 1.0
 
 
-def _dicom_series(path: Path, items: list) -> Image:
+@dataclass
+class _Plane:
+    """One 2D plane of a series: a single-frame file, or one frame of a multi-frame file."""
+
+    name: str  # the file (and frame) for messages
+    position: np.ndarray | None  # ImagePositionPatient (LPS mm) of its first voxel
+    row_cos: np.ndarray
+    col_cos: np.ndarray
+    spacing: tuple[float, float]  # (between rows, between columns)
+    size: tuple[int, int]  # (Rows, Columns)
+    pixels: Any  # () -> 2D array of rescaled values (Y, X)
+
+
+def _frames(ds: Any) -> int:
+    try:
+        return int(getattr(ds, "NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+def _first_item(ds: Any, sequence: str, inner: str) -> Any:
+    """``ds.<sequence>[0].<inner>[0]`` or ``None`` (functional groups of enhanced DICOM)."""
+    outer = getattr(ds, sequence, None)
+    if not outer:
+        return None
+    items = getattr(outer[0], inner, None)
+    return items[0] if items else None
+
+
+def _planes(file: Path, ds: Any) -> list[_Plane]:
+    """The planes of one file, each with its geometry and a way to get rescaled pixels."""
     from pydicom.pixels import apply_modality_lut
 
-    first = items[0][1]
-    row_cos, col_cos = _orientation(first)
-    normal = np.cross(row_cos, col_cos)
-
-    def position(ds: Any) -> np.ndarray:
+    size = (int(ds.Rows), int(ds.Columns))
+    if int(getattr(ds, "SamplesPerPixel", 1) or 1) != 1:
+        raise ImageError(f"'{file}': colour DICOM is not supported (expected grey levels)")
+    frames = _frames(ds)
+    if frames == 1:
         ipp = getattr(ds, "ImagePositionPatient", None)
-        return np.asarray([float(v) for v in ipp]) if ipp is not None else np.zeros(3)
 
-    if len(items) > 1:
-        if any(getattr(ds, "ImagePositionPatient", None) is None for _, ds in items):
-            raise ImageError(f"'{path}': a slice has no ImagePositionPatient; cannot order slices")
-        items = sorted(items, key=lambda item: float(position(item[1]) @ normal))
-        along = np.array([position(ds) @ normal for _, ds in items])
-        steps = np.diff(along)
-        if np.any(np.isclose(steps, 0.0, atol=1e-4)):
-            dupes = [str(items[i][0].name) for i in np.flatnonzero(np.isclose(steps, 0, atol=1e-4))]
-            raise ImageError(
-                f"'{path}': several slices at the same position (e.g. {dupes[0]}); "
-                "is it more than one series or a time series?"
+        def single() -> np.ndarray:
+            try:
+                pixels = ds.pixel_array
+            except Exception as exc:
+                raise ImageError(
+                    f"cannot decode pixels of '{file}': {exc}".splitlines()[0]
+                ) from None
+            if pixels.ndim != 2:
+                raise ImageError(f"'{file}': pixels of shape {pixels.shape}, expected 2D")
+            return apply_modality_lut(pixels, ds)  # RescaleSlope/Intercept -> HU
+
+        row_cos, col_cos = _orientation(ds)
+        position = None if ipp is None else np.asarray([float(v) for v in ipp])
+        return [_Plane(file.name, position, row_cos, col_cos, _pixel_spacing(ds), size, single)]
+
+    # multi-frame: enhanced (per-frame functional groups) or classic with GridFrameOffsetVector
+    cache: dict[str, np.ndarray] = {}
+
+    def all_frames() -> np.ndarray:
+        if "pixels" not in cache:
+            try:
+                cache["pixels"] = ds.pixel_array
+            except Exception as exc:
+                raise ImageError(
+                    f"cannot decode pixels of '{file}': {exc}".splitlines()[0]
+                ) from None
+        return cache["pixels"]
+
+    per_frame = getattr(ds, "PerFrameFunctionalGroupsSequence", None)
+    planes = []
+    if per_frame is not None and len(per_frame) == frames:
+        shared = "SharedFunctionalGroupsSequence"
+        for i, group in enumerate(per_frame):
+
+            def inner(name: str, group: Any = group) -> Any:
+                items = getattr(group, name, None)
+                if items:
+                    return items[0]
+                return _first_item(ds, shared, name)
+
+            position = inner("PlanePositionSequence")
+            orientation = inner("PlaneOrientationSequence")
+            measures = inner("PixelMeasuresSequence")
+            transform = inner("PixelValueTransformationSequence")
+            if position is None or orientation is None:
+                raise ImageError(
+                    f"'{file}': multi-frame DICOM whose frame {i + 1} has no position or "
+                    "orientation; cannot make a volume (convert it to NIfTI with another tool)"
+                )
+            iop = [float(v) for v in orientation.ImageOrientationPatient]
+            slope = float(getattr(transform, "RescaleSlope", 1) or 1) if transform else 1.0
+            intercept = float(getattr(transform, "RescaleIntercept", 0) or 0) if transform else 0.0
+
+            def frame(i: int = i, slope: float = slope, intercept: float = intercept) -> Any:
+                values = all_frames()[i]
+                return values * slope + intercept if (slope, intercept) != (1.0, 0.0) else values
+
+            spacing = _pixel_spacing(measures) if measures is not None else _pixel_spacing(ds)
+            planes.append(
+                _Plane(
+                    f"{file.name} frame {i + 1}",
+                    np.asarray([float(v) for v in position.ImagePositionPatient]),
+                    np.asarray(iop[:3]),
+                    np.asarray(iop[3:]),
+                    spacing,
+                    size,
+                    frame,
+                )
             )
-        slice_step = float(np.median(steps))
-        if np.max(np.abs(steps - slice_step)) > 0.01 * abs(slice_step) + 1e-3:
-            warnings.warn(
-                f"'{path}': slice spacing varies ({steps.min():.3f} to {steps.max():.3f} mm); "
-                f"using the median {slice_step:.3f} mm",
-                stacklevel=3,
+        return planes
+    offsets = getattr(ds, "GridFrameOffsetVector", None)
+    ipp = getattr(ds, "ImagePositionPatient", None)
+    if offsets is None or ipp is None or len(offsets) != frames:
+        raise ImageError(
+            f"'{file}': multi-frame DICOM ({frames} frames) without per-frame positions "
+            "(no PerFrameFunctionalGroupsSequence or GridFrameOffsetVector); cannot make a volume"
+        )
+    row_cos, col_cos = _orientation(ds)
+    normal = np.cross(row_cos, col_cos)
+    origin = np.asarray([float(v) for v in ipp])
+    scale = float(getattr(ds, "DoseGridScaling", 1) or 1)  # RT dose: stored values -> Gy
+
+    for i, offset in enumerate(offsets):
+
+        def grid_frame(i: int = i) -> np.ndarray:
+            values = apply_modality_lut(all_frames()[i], ds)
+            return values * scale if scale != 1 else values
+
+        planes.append(
+            _Plane(
+                f"{file.name} frame {i + 1}",
+                origin + normal * float(offset),
+                row_cos,
+                col_cos,
+                _pixel_spacing(ds),
+                size,
+                grid_frame,
             )
-        shapes = {(int(ds.Rows), int(ds.Columns)) for _, ds in items}
-        if len(shapes) > 1:
-            raise ImageError(f"'{path}': slices of different sizes {sorted(shapes)}")
-    else:
-        slice_step = (
-            float(getattr(first, "SpacingBetweenSlices", 0) or 0)
-            or float(getattr(first, "SliceThickness", 0) or 0)
+        )
+    return planes
+
+
+def check_series(path: Path, items: list[tuple[Path, Any]]) -> str | None:
+    """Why a series (its ``(file, dataset)`` headers) cannot be one volume, or ``None``.
+
+    Reads headers only, so :mod:`..data.layouts` can skip such series before any pixel is
+    decoded. The reasons are those :func:`read_image` refuses with.
+    """
+    try:
+        planes = [plane for file, ds in items for plane in _planes(file, ds)]
+        _stack(path, planes, resample_irregular=False)
+    except ImageError as exc:
+        return str(exc)
+    return None
+
+
+def _stack(
+    path: Path, planes: list[_Plane], resample_irregular: bool
+) -> tuple[list[_Plane], np.ndarray, float, bool]:
+    """Order the planes along their normal and check they make one regular volume.
+
+    Returns:
+        The planes in order, their positions along the normal (mm), the slice step (mm) and
+        whether they must be resampled onto a regular grid.
+
+    Raises:
+        ImageError: mixed orientations, sizes or pixel spacings, a plane without a position,
+            two planes at one position, or irregular gaps (unless ``resample_irregular``).
+    """
+    first = planes[0]
+    if len(planes) == 1:
+        return planes, np.zeros(1), 0.0, False
+    orientations = []
+    for plane in planes:
+        vector = np.concatenate([plane.row_cos, plane.col_cos])
+        if not any(np.allclose(vector, o, atol=ORIENTATION_TOL) for o in orientations):
+            orientations.append(vector)
+    if len(orientations) > 1:
+        shown = "; ".join(
+            "[" + ", ".join(f"{v:.3g}" for v in o) + "]" for o in orientations[:3]
+        ) + ("; ..." if len(orientations) > 3 else "")
+        raise ImageError(
+            f"'{path}': mixed orientation: its {len(planes)} slices have {len(orientations)} "
+            f"different ImageOrientationPatient ({shown}); a localizer or multi-plane series "
+            "cannot be one volume"
+        )
+    if any(plane.position is None for plane in planes):
+        raise ImageError(f"'{path}': a slice has no ImagePositionPatient; cannot order slices")
+    sizes = {plane.size for plane in planes}
+    if len(sizes) > 1:
+        raise ImageError(f"'{path}': slices of different sizes {sorted(sizes)}")
+    spacings = {plane.spacing for plane in planes}
+    if len(spacings) > 1:
+        raise ImageError(f"'{path}': slices with different PixelSpacing {sorted(spacings)}")
+    normal = np.cross(first.row_cos, first.col_cos)
+    planes = sorted(planes, key=lambda plane: float(plane.position @ normal))
+    along = np.array([float(plane.position @ normal) for plane in planes])
+    steps = np.diff(along)
+    same = np.flatnonzero(np.isclose(steps, 0.0, atol=1e-4))
+    if same.size:
+        raise ImageError(
+            f"'{path}': several slices at the same position (e.g. {planes[same[0]].name}); "
+            "is it more than one series or a time series?"
+        )
+    step = float(np.min(steps))
+    irregular = np.flatnonzero(np.abs(steps - step) > 0.01 * step + 1e-3)
+    if irregular.size and not resample_irregular:
+        gaps = ", ".join(
+            f"{steps[i]:.4g} mm between {along[i]:.4g} and {along[i + 1]:.4g}"
+            for i in irregular[:4]
+        ) + (f" and {irregular.size - 4} more" if irregular.size > 4 else "")
+        raise ImageError(
+            f"'{path}': irregular slice gaps ({step:.4g} to {steps.max():.4g} mm: {gaps}, "
+            "positions along the slice normal); stacking them would misplace slices. Resample "
+            f"them onto a regular {step:.4g} mm grid with `convert --resample-slices`"
+        )
+    return planes, along, step, bool(irregular.size)
+
+
+def _dicom_series(path: Path, items: list, resample_irregular: bool = False) -> Image:
+    planes = [plane for file, ds in items for plane in _planes(file, ds)]
+    first_ds = items[0][1]
+    if len(planes) == 1:
+        step = (
+            float(getattr(first_ds, "SpacingBetweenSlices", 0) or 0)
+            or float(getattr(first_ds, "SliceThickness", 0) or 0)
             or 1.0
         )
-
-    slices = []
-    for file, ds in items:
-        try:
-            pixels = ds.pixel_array
-        except Exception as exc:
-            raise ImageError(f"cannot decode pixels of '{file}': {exc}".splitlines()[0]) from None
-        if pixels.ndim != 2:
-            raise ImageError(f"'{file}': multi-frame or colour DICOM is not supported")
-        slices.append(apply_modality_lut(pixels, ds))  # RescaleSlope/Intercept -> HU
+        along, resample = np.zeros(1), False
+    else:
+        planes, along, step, resample = _stack(path, planes, resample_irregular)
+    first = planes[0]
+    normal = np.cross(first.row_cos, first.col_cos)
+    slices = [np.asarray(plane.pixels()) for plane in planes]
     volume = np.stack(slices, axis=-1)  # (rows, cols, slices) = (Y, X, Z)
+    if resample:  # irregular gaps, resampling asked for: linear, at the true positions
+        grid = along[0] + step * np.arange(int(np.floor((along[-1] - along[0]) / step + 1e-6)) + 1)
+        upper = np.clip(np.searchsorted(along, grid, side="right"), 1, len(along) - 1)
+        lower = upper - 1
+        weight = (grid - along[lower]) / (along[upper] - along[lower])
+        volume = volume[:, :, lower] * (1 - weight) + volume[:, :, upper] * weight
     volume = np.ascontiguousarray(volume.transpose(1, 0, 2))  # -> (X, Y, Z)
     volume = _compact(volume)
 
-    dr, dc = _pixel_spacing(first)
+    dr, dc = first.spacing
     lps = np.eye(4)
-    lps[:3, 0] = row_cos * dc  # X: along a row, spacing between columns
-    lps[:3, 1] = col_cos * dr  # Y: down a column, spacing between rows
-    lps[:3, 2] = normal * slice_step
-    lps[:3, 3] = position(items[0][1])
+    lps[:3, 0] = first.row_cos * dc  # X: along a row, spacing between columns
+    lps[:3, 1] = first.col_cos * dr  # Y: down a column, spacing between rows
+    lps[:3, 2] = normal * step
+    lps[:3, 3] = first.position if first.position is not None else np.zeros(3)
     affine = LPS_TO_RAS @ lps
     if volume.shape[2] == 1:
         volume = volume[:, :, 0]
     meta = {
-        "series_uid": str(getattr(first, "SeriesInstanceUID", "")),
-        "study_uid": str(getattr(first, "StudyInstanceUID", "")),
-        "modality": str(getattr(first, "Modality", "")),
-        "patient_id": str(getattr(first, "PatientID", "")),
+        "series_uid": str(getattr(first_ds, "SeriesInstanceUID", "")),
+        "study_uid": str(getattr(first_ds, "StudyInstanceUID", "")),
+        "modality": str(getattr(first_ds, "Modality", "")),
+        "patient_id": str(getattr(first_ds, "PatientID", "")),
         "files": len(items),
+        "resampled": bool(resample),
     }
     return Image(volume, affine, path, meta)
 

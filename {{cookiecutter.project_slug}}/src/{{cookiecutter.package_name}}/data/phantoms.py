@@ -229,8 +229,16 @@ def sample_ct_visit(rng: np.random.Generator, anatomy: CTAnatomy) -> CTVisit:
     )
 
 
+CT_LESION_CONTRAST_HU = (60.0, 100.0)  # above the organ: a target for segmentation
+XRAY_NODULE_CONTRAST = (500.0, 900.0)  # detector units above the lung
+
+
 def sample_ct_findings(
-    rng: np.random.Generator, anatomy: CTAnatomy, count: int, radius: float
+    rng: np.random.Generator,
+    anatomy: CTAnatomy,
+    count: int,
+    radius: float,
+    contrast: tuple[float, float] = CT_LESION_CONTRAST_HU,
 ) -> list[Finding]:
     """``count`` lesions centred inside the organ, semi-axes ``radius * 0.75..1.3``
     (times ``LESION_Z_SCALE`` along z).
@@ -240,9 +248,10 @@ def sample_ct_findings(
         anatomy: the patient the lesions grow in.
         count: number of lesions (0 for a normal study).
         radius: typical semi-axis in normalised units (e.g. 0.25).
+        contrast: range of HU above the organ, drawn uniformly per lesion.
 
     Returns:
-        The lesions; each 60..100 HU brighter than its surroundings.
+        The lesions; each ``contrast`` HU (60..100 by default) brighter than the organ.
     """
     findings = []
     for _ in range(count):
@@ -259,7 +268,7 @@ def sample_ct_findings(
                     for scale in (1, 1, LESION_Z_SCALE)
                 ),
                 angle=float(rng.uniform(0, math.pi)),
-                contrast=float(rng.uniform(60, 100)),
+                contrast=float(rng.uniform(*contrast)),
                 lobes=_lobes(rng, 0.08),
             )
         )
@@ -445,9 +454,14 @@ def sample_xray_visit(rng: np.random.Generator) -> XrayVisit:
 
 
 def sample_xray_findings(
-    rng: np.random.Generator, anatomy: XrayAnatomy, count: int, radius: float
+    rng: np.random.Generator,
+    anatomy: XrayAnatomy,
+    count: int,
+    radius: float,
+    contrast: tuple[float, float] = XRAY_NODULE_CONTRAST,
 ) -> list[Finding]:
-    """``count`` nodules inside the lung fields, radius ``radius * 0.7..1.3``."""
+    """``count`` nodules inside the lung fields, radius ``radius * 0.7..1.3``, each ``contrast``
+    detector units (drawn uniformly) above the lung."""
     findings = []
     for _ in range(count):
         cx, cy = anatomy.lung_centers[int(rng.integers(2))]
@@ -460,7 +474,7 @@ def sample_xray_findings(
                 center=(cx + reach * rx * math.cos(angle), cy + reach * ry * math.sin(angle)),
                 radii=(r, r * float(rng.uniform(0.85, 1.15))),
                 angle=float(rng.uniform(0, math.pi)),
-                contrast=float(rng.uniform(500, 900)),
+                contrast=float(rng.uniform(*contrast)),
                 lobes=_lobes(rng, 0.05),
             )
         )

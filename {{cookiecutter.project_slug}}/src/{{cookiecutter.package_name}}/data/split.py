@@ -3,7 +3,8 @@
 :func:`make_splits` writes ``<root>/splits.json``::
 
     {"version": 1, "task": ..., "seed": ..., "test_fraction": ..., "stratify": {...},
-     "dataset_hash": ..., "removed_duplicates": [{"case_id", "patient_id", "duplicate_of"}],
+     "dataset_hash": ..., "files": {path: hash}, "removed_duplicates": [{"case_id", "patient_id",
+     "duplicate_of"}],
      "near_duplicates": [[case ids]], "linked_patients": [[patient ids]], "strata": {...},
      "test": [case ids], "folds": [{"train": [case ids], "val": [case ids]}, ...]}
 
@@ -27,15 +28,25 @@ How it divides the data:
    set therefore does not depend on ``folds``. With ``folds=1`` there is one train/val split
    that validates on about a fifth (:data:`SINGLE_SPLIT_VAL_FRACTION`) of the non-test data.
 
+A test set or a fold whose validation part has fewer than :data:`MIN_PATIENTS` patients gets a
+:class:`SmallSplitWarning`: a bootstrap interval over so few patients understates the
+uncertainty (over one patient it has zero width).
+
 The same manifest, files and arguments give the same file, byte for byte. ``dataset_hash``
-(:func:`dataset_hash`) covers the manifest rows and the bytes of every image and label file;
-:func:`load_splits` refuses a splits file whose hash no longer matches the data.
+(:func:`dataset_hash`) covers the manifest rows and the bytes of every image and label file, and
+``files`` gives the first 16 hex digits of each image, label or DICOM folder's own hash (by path
+relative to the dataset folder), so that a refusal can name what changed. :func:`load_splits`
+refuses a splits file whose hash no longer matches the data. It reads a file's bytes only when
+the file's size or times differ from those recorded beside its hash in ``file_hashes.json``
+(:mod:`.file_hashes`): a start costs a ``stat`` per file, not a read of the whole dataset.
+:func:`verify_splits` (``split --verify``) re-hashes every byte.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,7 +57,8 @@ import numpy as np
 
 from ..utils.io import atomic_write_text
 from .duplicates import exact_duplicates, fingerprint, near_duplicates
-from .io import ImageError, read_image, read_label
+from .file_hashes import FileHashes
+from .io import ImageError, read_image, read_label, source_path
 from .manifest import SPLITS, Case, DataError, manifest_path, read_manifest
 
 VERSION = 1
@@ -54,8 +66,15 @@ TASKS = ("segmentation", "classification")
 SINGLE_SPLIT_VAL_FRACTION = 0.2  # share of the non-test data validated on when folds == 1
 NEAR_DUPLICATE_THRESHOLD = 0.98  # thumbnail correlation, see duplicates.near_duplicates
 SIZE_STRATA = ("empty", "small", "large")
+FILE_HASH_DIGITS = 16  # hex digits of each file's hash kept in splits.json (to name changes)
+LISTED = 5  # changed files named in a stale-splits error (then "and N more")
 IMPROVE_STEPS = 10_000  # most moves/swaps tried after the greedy placement (each lowers the cost)
 EPSILON = 1e-12  # smallest cost decrease that counts as an improvement
+MIN_PATIENTS = 5  # fewer patients in the test set or a validation fold: SmallSplitWarning
+
+
+class SmallSplitWarning(UserWarning):
+    """The test set or a validation fold has fewer than :data:`MIN_PATIENTS` patients."""
 
 
 class SplitArgumentError(DataError, ValueError):
@@ -96,11 +115,17 @@ def make_splits(
         SplitArgumentError: an argument outside its range.
         DataError: no or empty manifest, an unreadable image or mask (naming the case), or
             fewer independent patient groups than the test set and folds need.
+
+    Warns:
+        SmallSplitWarning: the test set or a fold's validation part has fewer than
+            :data:`MIN_PATIENTS` patients (the message names each and its count).
     """
     _check_arguments(task, folds, test_fraction, seed)
     root = Path(root)
     cases = read_manifest(root, task)
     strata, prints = _read_cases(cases, task)
+    hashes = FileHashes(root, trust_stat=False)  # the moment of truth: read every byte
+    content_hash, file_hashes = _hash_dataset(root, cases, hashes)
     removed, near = _duplicates(cases, prints, near_threshold)
     dropped = {entry["case_id"] for entry in removed}
     kept = [case for case in cases if case.case_id not in dropped]
@@ -133,7 +158,8 @@ def make_splits(
         "seed": int(seed),
         "test_fraction": float(test_fraction),
         "stratify": stratify,
-        "dataset_hash": dataset_hash(root, cases),
+        "dataset_hash": content_hash,
+        "files": file_hashes,
         "removed_duplicates": removed,
         "near_duplicates": near,
         "linked_patients": linked_patients,
@@ -146,10 +172,24 @@ def make_splits(
         "folds": fold_list,
     }
     atomic_write_text(root / SPLITS, json.dumps(splits, indent=2) + "\n")
+    hashes.save()
+    parts = [("test set", test_list)] if test_list else []
+    parts += [(f"fold {k} validation", f["val"]) for k, f in enumerate(fold_list)]
+    small = [(name, _patients(ids, by_id)) for name, ids in parts]
+    small = [(name, count) for name, count in small if count < MIN_PATIENTS]
+    if small:
+        listed = ", ".join(f"{name} {count}" for name, count in small)
+        warnings.warn(
+            f"few patients to evaluate on ({listed}): a bootstrap 95% interval over fewer than "
+            f"{MIN_PATIENTS} patients understates the uncertainty, and over one it has zero "
+            "width; use more data, fewer folds or a larger test fraction",
+            SmallSplitWarning,
+            stacklevel=2,
+        )
     return splits
 
 
-def dataset_hash(root: str | Path, cases: Sequence[Case]) -> str:
+def dataset_hash(root: str | Path, cases: Sequence[Case], hashes: FileHashes | None = None) -> str:
     """SHA-256 of the manifest rows and the bytes of every image and label file.
 
     Paths enter relative to ``root``, so moving the dataset folder keeps the hash; a DICOM
@@ -159,6 +199,8 @@ def dataset_hash(root: str | Path, cases: Sequence[Case]) -> str:
     Args:
         root: the dataset folder.
         cases: the manifest's cases (:func:`read_manifest`).
+        hashes: where each file's SHA-256 comes from; ``None`` reads every file (and records
+            nothing).
 
     Returns:
         64 hexadecimal digits.
@@ -167,14 +209,26 @@ def dataset_hash(root: str | Path, cases: Sequence[Case]) -> str:
         DataError: an image or label file is missing or unreadable (naming the case).
     """
     root = Path(root)
-    digest = hashlib.sha256()
+    return _hash_dataset(root, cases, hashes or FileHashes(root, trust_stat=False))[0]
 
-    def field(text: str) -> None:
+
+def _hash_dataset(
+    root: Path, cases: Sequence[Case], hashes: FileHashes
+) -> tuple[str, dict[str, str]]:
+    """:func:`dataset_hash`, and the first :data:`FILE_HASH_DIGITS` hex digits of the SHA-256
+    of each image or label file (of its files' names and hashes for a DICOM folder), by its
+    path relative to ``root``."""
+    digest = hashlib.sha256()
+    files: dict[str, str] = {}
+
+    def field(text: str, into: Any = digest) -> None:
         data = text.encode("utf-8")
-        digest.update(len(data).to_bytes(8, "little") + data)
+        into.update(len(data).to_bytes(8, "little") + data)
 
     for case in cases:
         values = [("label", case.label), *sorted(case.raters.items())]
+        # a multi-channel case's other channels (image_<name> columns) count like its image
+        values += [(f"image_{k}", v) for k, v in case.channels.items() if v != case.image]
         field(case.case_id)
         field(case.patient_id)
         field(_relative(case.image, root))
@@ -182,14 +236,24 @@ def dataset_hash(root: str | Path, cases: Sequence[Case]) -> str:
             field(name)
             field(_relative(value, root) if isinstance(value, Path) else str(value))
         for value in [case.image, *(v for _, v in values if isinstance(v, Path))]:
-            for name, file_digest in _file_digests(value, case):
-                field(name)
-                field(file_digest)
-    return digest.hexdigest()
+            own = hashlib.sha256()  # a folder's: of its files' names and hashes
+            digests = _file_digests(value, case, hashes)
+            for name, file_digest in digests:
+                for text in (name, file_digest):
+                    field(text)
+                    field(text, own)
+            single = len(digests) == 1 and not digests[0][0]  # a file: its own SHA-256
+            whole = digests[0][1] if single else own.hexdigest()
+            files[_relative(value, root)] = whole[:FILE_HASH_DIGITS]
+    return digest.hexdigest(), files
 
 
 def load_splits(root: str | Path, task: str) -> dict[str, Any]:
     """Read ``<root>/splits.json`` and check it against the data it was made from.
+
+    A file is read again only when its size, modification or status-change time differs from
+    the record beside its hash in ``file_hashes.json`` (:mod:`.file_hashes`), so the check costs
+    a ``stat`` per file; :func:`verify_splits` reads every byte.
 
     Args:
         root: the dataset folder.
@@ -248,6 +312,26 @@ def test_cases(root: str | Path, task: str) -> list[Case]:
             f"'{Path(root) / SPLITS}' has no test set (split was run with --test-fraction 0)"
         )
     return _pick(cases, splits["test"])
+
+
+def verify_splits(root: str | Path, task: str) -> dict[str, Any]:
+    """Check ``splits.json`` against every byte of the data (``split --verify``).
+
+    :func:`load_splits` trusts a recorded hash while a file's size and times are unchanged;
+    this reads every image and label file again, and refreshes the records.
+
+    Args:
+        root: the dataset folder.
+        task: ``segmentation`` or ``classification``.
+
+    Returns:
+        ``{"cases": ..., "files": ..., "bytes": ...}``: how much was checked.
+
+    Raises:
+        DataError: as :func:`load_splits` (stale: naming the files that changed).
+    """
+    _, cases, hashes = _check(Path(root), task, verify=True)
+    return {"cases": len(cases), "files": hashes.hashed, "bytes": hashes.bytes_hashed}
 
 
 # pytest would collect the public name ``test_cases`` from a test module that imports it.
@@ -315,9 +399,10 @@ def _relative(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
-def _file_digests(path: Path, case: Case) -> list[tuple[str, str]]:
-    """(relative name, SHA-256) of a file, or of every non-hidden file in a folder."""
-    path = Path(path)
+def _file_digests(path: Path, case: Case, hashes: FileHashes) -> list[tuple[str, str]]:
+    """(relative name, SHA-256) of a file, or of every non-hidden file in a folder (the whole
+    folder for a ``folder::SeriesInstanceUID`` image, see :mod:`.io`)."""
+    path = source_path(path)
     if path.is_dir():
         files = sorted(
             (p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")),
@@ -330,17 +415,11 @@ def _file_digests(path: Path, case: Case) -> list[tuple[str, str]]:
     digests = []
     for file in files:
         try:
-            with open(file, "rb") as handle:
-                digests.append(
-                    (file.relative_to(path).as_posix() if path.is_dir() else "", _sha256(handle))
-                )
+            name = file.relative_to(path).as_posix() if path.is_dir() else ""
+            digests.append((name, hashes.digest(file)))
         except OSError as exc:
             raise DataError(f"case '{case.case_id}': cannot read '{file}': {exc}") from None
     return digests
-
-
-def _sha256(handle: Any) -> str:
-    return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 # --- groups and strata ----------------------------------------------------------------------
@@ -577,8 +656,14 @@ def _improving_step(
 # --- reading splits.json ------------------------------------------------------------------
 
 
-def _load(root: Path, task: str) -> tuple[dict[str, Any], list[Case]]:
-    """The checked splits and the manifest's cases."""
+def _load(root: Path, task: str, verify: bool = False) -> tuple[dict[str, Any], list[Case]]:
+    """The checked splits and the manifest's cases (``verify``: re-hash every file's bytes)."""
+    splits, cases, _ = _check(root, task, verify)
+    return splits, cases
+
+
+def _check(root: Path, task: str, verify: bool) -> tuple[dict[str, Any], list[Case], FileHashes]:
+    """:func:`_load`, and the hashes used (which say how many files were read)."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     path = root / SPLITS
@@ -596,11 +681,14 @@ def _load(root: Path, task: str) -> tuple[dict[str, Any], list[Case]]:
             f"'{path}' was made for task '{splits['task']}', not '{task}': re-run split"
         )
     cases = read_manifest(root, task)
-    current = dataset_hash(root, cases)
+    hashes = FileHashes(root, trust_stat=not verify)
+    current, files = _hash_dataset(root, cases, hashes)
+    hashes.save()
     if current != splits["dataset_hash"]:
         raise DataError(
-            f"'{path}' is stale: the data changed since it was written (dataset_hash "
-            f"{splits['dataset_hash'][:12]}... is now {current[:12]}...); re-run split"
+            f"'{path}' is stale: the data changed since it was written ({_changes(splits, files)}"
+            f"; dataset_hash {splits['dataset_hash'][:12]}... is now {current[:12]}...); "
+            "re-run split"
         )
     known = {case.case_id for case in cases}
     parts = [("test", splits["test"])]
@@ -613,7 +701,25 @@ def _load(root: Path, task: str) -> tuple[dict[str, Any], list[Case]]:
                 f"'{path}': {name} lists case '{unknown[0]}', which the manifest lacks; "
                 "re-run split"
             )
-    return splits, cases
+    return splits, cases, hashes
+
+
+def _changes(splits: dict[str, Any], files: dict[str, str]) -> str:
+    """Which files changed, appeared or went since ``splits`` was written, in words."""
+    recorded = splits.get("files")
+    if not isinstance(recorded, dict):
+        return "this splits file predates per-file hashes, so the files are not named"
+    kinds = [
+        ("changed", [f for f in files if f in recorded and recorded[f] != files[f]]),
+        ("new", [f for f in files if f not in recorded]),
+        ("gone", [f for f in recorded if f not in files]),
+    ]
+    named = []
+    for kind, names in kinds:
+        if names:
+            more = f" and {len(names) - LISTED} more" if len(names) > LISTED else ""
+            named.append(f"{kind}: " + ", ".join(f"'{n}'" for n in names[:LISTED]) + more)
+    return "; ".join(named) or "the manifest's rows changed (case or patient ids, labels, order)"
 
 
 def _schema_problem(splits: Any) -> str | None:

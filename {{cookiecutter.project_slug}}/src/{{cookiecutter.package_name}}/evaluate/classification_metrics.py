@@ -1,4 +1,4 @@
-"""Classification metrics: accuracy, balanced accuracy, AUROC, sensitivity, specificity, confusion.
+"""Classification metrics: accuracy, balanced accuracy, AUROC, sensitivity, specificity, PPV, NPV.
 
 Conventions (the tests check them against MONAI and, where installed, scikit-learn):
 
@@ -6,14 +6,19 @@ Conventions (the tests check them against MONAI and, where installed, scikit-lea
   (a score per class; rows need not sum to 1, only the ranking matters for AUROC). The predicted
   class is the arg-max of a row (the lowest class index wins a tie).
 - The confusion matrix has the truth on the rows and the prediction on the columns.
-- Binary tasks (K = 2): sensitivity and specificity are those of the positive class, index 1
-  (``class_names[1]``); AUROC is that of the positive class's score.
-- Several classes: sensitivity, specificity and AUROC are one-vs-rest per class and their macro
-  mean (unweighted) over the classes where they are defined.
+- Binary tasks (K = 2): sensitivity, specificity, PPV (precision) and NPV are those of the
+  *positive class*, which the caller names (``positive_class``, the config's
+  ``data.positive_class``: the abnormal class, e.g. ``nodule``); without it, index 1, the second
+  name in sorted order, which is not necessarily the abnormal one (for ``normal``/``nodule`` it
+  is ``normal``). AUROC is that of the positive class's score. :func:`classification_metrics`
+  records the class it used as ``positive_class``.
+- Several classes: sensitivity, specificity, PPV, NPV and AUROC are one-vs-rest per class and
+  their macro mean (unweighted) over the classes where they are defined.
 - Undefined values are NaN, never 0: a class absent from the truth has no positives, so its
   sensitivity and its AUROC (which ranks positives against negatives) are undefined; a class that
-  every case belongs to has no negatives, so its specificity and AUROC are undefined. Balanced
-  accuracy is the mean recall over the classes present in the truth.
+  every case belongs to has no negatives, so its specificity and AUROC are undefined; a class
+  never predicted has no PPV, one always predicted no NPV. Balanced accuracy is the mean recall
+  over the classes present in the truth.
 """
 
 from __future__ import annotations
@@ -113,10 +118,64 @@ def per_class_specificity(matrix: np.ndarray) -> np.ndarray:
     return _ratio(negatives - false_positives, negatives)
 
 
-def _summary(per_class: np.ndarray) -> float:
+def per_class_ppv(matrix: np.ndarray) -> np.ndarray:
+    """One-vs-rest positive predictive value (precision) ``TP / (TP + FP)`` of each class.
+
+    Args:
+        matrix: ``(K, K)`` confusion matrix, truth on rows.
+
+    Returns:
+        Float array ``(K,)``; NaN for a class never predicted.
+    """
+    matrix = np.asarray(matrix)
+    return _ratio(np.diag(matrix), matrix.sum(axis=0))
+
+
+def per_class_npv(matrix: np.ndarray) -> np.ndarray:
+    """One-vs-rest negative predictive value ``TN / (TN + FN)`` of each class.
+
+    Args:
+        matrix: ``(K, K)`` confusion matrix, truth on rows.
+
+    Returns:
+        Float array ``(K,)``; NaN for a class that every case is predicted as (no negative calls).
+    """
+    matrix = np.asarray(matrix)
+    called_negative = matrix.sum() - matrix.sum(axis=0)
+    false_negatives = matrix.sum(axis=1) - np.diag(matrix)
+    return _ratio(called_negative - false_negatives, called_negative)
+
+
+def positive_index(class_names: Sequence[str], positive_class: str | None = None) -> int:
+    """The index of a binary task's positive class.
+
+    Args:
+        class_names: the two class names, in class-index order.
+        positive_class: the positive class's name; ``None`` or ``""``: index 1 (the second name).
+
+    Returns:
+        0 or 1.
+
+    Raises:
+        ValueError: there are not exactly two names, or ``positive_class`` is not one of them (the
+            message lists the names).
+    """
+    names = [str(name) for name in class_names]
+    if len(names) != 2:
+        raise ValueError(
+            f"a positive class applies to binary tasks, got {len(names)} classes: {names}"
+        )
+    if not positive_class:
+        return 1
+    if positive_class not in names:
+        raise ValueError(f"positive class '{positive_class}' is not one of the classes {names}")
+    return names.index(positive_class)
+
+
+def _summary(per_class: np.ndarray, positive: int = 1) -> float:
     """Binary: the positive class's value; several classes: the mean of the defined values."""
     if per_class.size == 2:
-        return float(per_class[1])
+        return float(per_class[positive])
     defined = per_class[~np.isnan(per_class)]
     return float(defined.mean()) if defined.size else math.nan
 
@@ -156,35 +215,55 @@ def balanced_accuracy(
 
 
 def sensitivity(
-    labels: Sequence[int] | np.ndarray, predictions: Sequence[int] | np.ndarray, num_classes: int
+    labels: Sequence[int] | np.ndarray,
+    predictions: Sequence[int] | np.ndarray,
+    num_classes: int,
+    positive: int = 1,
 ) -> float:
-    """Sensitivity: of class 1 when ``num_classes == 2``, else the macro one-vs-rest mean.
+    """Sensitivity: of class ``positive`` for two classes, else the macro one-vs-rest mean.
 
     Args:
         labels: true classes, shape ``(N,)``, integers in ``0 .. num_classes - 1``.
         predictions: predicted classes, shape ``(N,)``.
         num_classes: K, the number of classes (at least 2).
+        positive: the positive class's index when ``num_classes == 2`` (see
+            :func:`positive_index`); ignored otherwise.
 
     Returns:
         The value, NaN where undefined (see the module docstring).
     """
-    return _summary(per_class_sensitivity(confusion_matrix(labels, predictions, num_classes)))
+    matrix = confusion_matrix(labels, predictions, num_classes)
+    return _summary(per_class_sensitivity(matrix), _positive(positive))
 
 
 def specificity(
-    labels: Sequence[int] | np.ndarray, predictions: Sequence[int] | np.ndarray, num_classes: int
+    labels: Sequence[int] | np.ndarray,
+    predictions: Sequence[int] | np.ndarray,
+    num_classes: int,
+    positive: int = 1,
 ) -> float:
-    """Specificity: of class 1 when ``num_classes == 2``, else the macro one-vs-rest mean.
+    """Specificity: of class ``positive`` for two classes, else the macro one-vs-rest mean.
 
     Args:
         labels: true classes, shape ``(N,)``, integers in ``0 .. num_classes - 1``.
         predictions: predicted classes, shape ``(N,)``.
         num_classes: K, the number of classes (at least 2).
+        positive: the positive class's index when ``num_classes == 2`` (see
+            :func:`positive_index`); ignored otherwise.
 
     Returns:
         The value, NaN where undefined (see the module docstring).
     """
-    return _summary(per_class_specificity(confusion_matrix(labels, predictions, num_classes)))
+    matrix = confusion_matrix(labels, predictions, num_classes)
+    return _summary(per_class_specificity(matrix), _positive(positive))
+
+
+def _positive(positive: int) -> int:
+    if positive not in (0, 1):
+        raise ValueError(
+            f"positive must be the index of a binary task's class, 0 or 1, got {positive}"
+        )
+    return int(positive)
 
 
 def auroc(positive: Sequence[bool] | np.ndarray, scores: Sequence[float] | np.ndarray) -> float:
@@ -260,24 +339,28 @@ def per_class_auroc(
 
 
 def macro_auroc(
-    labels: Sequence[int] | np.ndarray, probabilities: Sequence[Sequence[float]] | np.ndarray
+    labels: Sequence[int] | np.ndarray,
+    probabilities: Sequence[Sequence[float]] | np.ndarray,
+    positive: int = 1,
 ) -> float:
-    """AUROC: of class 1 for two classes, else the mean one-vs-rest AUROC over defined classes.
+    """AUROC: of class ``positive`` for two classes, else the mean one-vs-rest AUROC.
 
     Args:
         labels: true classes, shape ``(N,)``, integers in ``0 .. K - 1``.
         probabilities: scores, shape ``(N, K)``.
+        positive: the positive class's index for two classes; ignored otherwise.
 
     Returns:
         The AUROC; NaN when it is undefined (see :func:`per_class_auroc`).
     """
-    return _summary(per_class_auroc(labels, probabilities))
+    return _summary(per_class_auroc(labels, probabilities), _positive(positive))
 
 
 def classification_metrics(
     labels: Sequence[int] | np.ndarray,
     probabilities: Sequence[Sequence[float]] | np.ndarray,
     class_names: Sequence[str],
+    positive_class: str | None = None,
 ) -> dict[str, object]:
     """Every classification metric of a set of cases.
 
@@ -285,16 +368,21 @@ def classification_metrics(
         labels: true classes, shape ``(N,)``, integers in ``0 .. K - 1``.
         probabilities: scores per class, shape ``(N, K)``; the prediction is the arg-max.
         class_names: K distinct names, in class-index order.
+        positive_class: binary tasks: the class that ``sensitivity``, ``specificity``, ``ppv``,
+            ``npv`` and ``auroc`` are about; ``None`` or ``""``: ``class_names[1]``. Must be
+            ``None`` or ``""`` for more than two classes.
 
     Returns:
         ``n_cases``, ``accuracy``, ``balanced_accuracy``, ``auroc``, ``sensitivity``,
-        ``specificity`` (floats; positive class for two classes, macro means otherwise, NaN where
-        undefined), ``auroc_<name>``, ``sensitivity_<name>``, ``specificity_<name>`` for every
-        class, ``class_names`` (list) and ``confusion_matrix`` (list of K lists of ints, truth on
-        rows, prediction on columns).
+        ``specificity``, ``ppv``, ``npv`` (floats; of the positive class for two classes, macro
+        means otherwise, NaN where undefined); ``positive_class`` (the name, or ``None`` for more
+        than two classes); ``auroc_<name>``, ``sensitivity_<name>``, ``specificity_<name>``,
+        ``ppv_<name>``, ``npv_<name>`` for every class; ``class_names`` (list) and
+        ``confusion_matrix`` (list of K lists of ints, truth on rows, prediction on columns).
 
     Raises:
-        ValueError: the names do not match K, are repeated, or the arrays do not match.
+        ValueError: the names do not match K, are repeated, the arrays do not match, or
+            ``positive_class`` is not one of two names (or given for more than two classes).
     """
     names = [str(name) for name in class_names]
     scores = _probabilities(probabilities)
@@ -303,25 +391,35 @@ def classification_metrics(
             f"class_names must be {scores.shape[1]} distinct names (one per probability column), "
             f"got {names}"
         )
+    positive = positive_index(names, positive_class) if len(names) == 2 else -1
+    if positive < 0 and positive_class:
+        raise ValueError(
+            f"a positive class applies to binary tasks; got '{positive_class}' for "
+            f"{len(names)} classes {names}"
+        )
     truth = _labels(labels, len(names))
     scores = _probabilities(scores, truth.size)
     predicted = np.argmax(scores, axis=1)
     matrix = confusion_matrix(truth, predicted, len(names))
-    sens = per_class_sensitivity(matrix)
-    spec = per_class_specificity(matrix)
-    areas = per_class_auroc(truth, scores)
+    per_class = {
+        "auroc": per_class_auroc(truth, scores),
+        "sensitivity": per_class_sensitivity(matrix),
+        "specificity": per_class_specificity(matrix),
+        "ppv": per_class_ppv(matrix),
+        "npv": per_class_npv(matrix),
+    }
+    recall = per_class["sensitivity"]
     result: dict[str, object] = {
         "n_cases": int(truth.size),
         "accuracy": float(np.mean(truth == predicted)),
-        "balanced_accuracy": float(np.mean(sens[~np.isnan(sens)])),
-        "auroc": _summary(areas),
-        "sensitivity": _summary(sens),
-        "specificity": _summary(spec),
+        "balanced_accuracy": float(np.mean(recall[~np.isnan(recall)])),
     }
+    for metric, values in per_class.items():
+        result[metric] = _summary(values, max(positive, 0))
+    result["positive_class"] = names[positive] if positive >= 0 else None
     for index, name in enumerate(names):
-        result[f"auroc_{name}"] = float(areas[index])
-        result[f"sensitivity_{name}"] = float(sens[index])
-        result[f"specificity_{name}"] = float(spec[index])
+        for metric, values in per_class.items():
+            result[f"{metric}_{name}"] = float(values[index])
     result["class_names"] = names
     result["confusion_matrix"] = matrix.tolist()
     return result

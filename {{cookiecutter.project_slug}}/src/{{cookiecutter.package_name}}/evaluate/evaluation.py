@@ -5,11 +5,20 @@ the validation cases of its fold or to the held-out test set and writes
 ``RUN_DIR/evaluation/<name>/``:
 
 - ``metrics.json``: whole-set values, each with a bootstrap 95% interval that resamples
-  *patients* (:mod:`.bootstrap`), under ``"summary"`` as ``{"value", "low", "high"}``; the
-  full metric set (per class, empty-mask counts, confusion matrix) under ``"details"``; the
-  failure cases; what was evaluated (run, checkpoint epoch, ensemble, reference, cases, patients).
-- ``per_case.csv``: segmentation ``case_id, dice, iou, hd95, assd`` (+ per class with several
-  classes), classification ``case_id, label, prediction, prob_<class>...``; then ``patient_id``.
+  *patients* (:mod:`.bootstrap`), under ``"summary"`` as ``{"value", "low", "high"}``, and
+  what each of them means under ``"definitions"`` (which class, which convention, which
+  tolerance); the full metric set (per class, empty-mask and lesion counts, confusion matrix)
+  under ``"details"``; the failure cases; what was evaluated (run, checkpoint epoch, ensemble,
+  reference, cases, patients). Classification adds ``positive_class`` (binary tasks: the class
+  that sensitivity, specificity, PPV, NPV and AUROC are about, ``data.positive_class``, or the
+  second class in sorted order when that is empty); segmentation adds ``nsd_tolerance_mm``
+  (``eval.nsd_tolerance``) and ``empty_masks``: the convention for a case with exactly one empty
+  mask and how many case-class pairs it touched (``hd95``/``assd`` leave them out,
+  ``hd95_worst``/``assd_worst`` score them the image diagonal in mm).
+- ``per_case.csv``: segmentation ``case_id``, then every metric of
+  :data:`.segmentation_metrics.METRICS` (``dice, iou, hd95, assd, nsd, hd95_worst, ...``) and the
+  lesion counts ``lesion_tp, lesion_fn, lesion_fp`` (+ per class ``<metric>_<k>`` with several
+  classes); classification ``case_id, label, prediction, prob_<class>...``; then ``patient_id``.
 - ``predictions/<case_id>.nii.gz`` (segmentation): the predicted labels on the image's own grid,
   with its affine, ready to open beside the image in a viewer.
 - figures: best, median and worst cases with truth and prediction outlined (3D as three
@@ -35,7 +44,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
+import sys
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -47,27 +58,63 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from .. import paths
 from ..data.io import read_image, read_label, write_nifti
-from ..data.manifest import Case, DataError
+from ..data.manifest import Case, DataError, label_names
+from ..utils.errors import ConfigError
 from ..utils.io import atomic_write_csv, atomic_write_text, replace_folder
 from .bootstrap import bootstrap_ci, bootstrap_cis
-from .classification_metrics import classification_metrics
+from .calibration import (
+    N_BINS,
+    calibration_target,
+    choose_threshold,
+    expected_calibration_error,
+    fit_temperature,
+    reliability_bins,
+)
+from .classification_metrics import (
+    classification_metrics,
+    per_class_specificity,
+    positive_index,
+    sensitivity,
+)
 from .inference import (
+    CALIBRATION,
     LoadedRun,
     eval_dataset,
     load_runs,
     probabilities,
     split_cases,
+    stored_temperature,
     to_source_grid,
 )
-from .segmentation_metrics import METRICS, segmentation_metrics, summarize_segmentation
+from .segmentation_metrics import (
+    DISTANCE_UNITS,
+    LESION_COUNTS,
+    METRICS,
+    lesion_detection,
+    segmentation_metrics,
+    summarize_segmentation,
+)
+from .test_use import record_test_use, splits_sha256
 
 REPLICATES = 1000  # bootstrap replicates per interval
 LEVEL = 0.95  # interval coverage
 FIGURE_CASES = 3  # best, median, worst
 DISAGREEMENT_CASES = 4  # cases shown where the annotators disagree most
-CLASSIFICATION_SUMMARY = ("accuracy", "balanced_accuracy", "auroc", "sensitivity", "specificity")
-UNITS = {"dice": "", "iou": "", "hd95": "mm", "assd": "mm"}
+CLASSIFICATION_SUMMARY = (
+    "accuracy",
+    "balanced_accuracy",
+    "auroc",
+    "sensitivity",
+    "specificity",
+    "ppv",
+    "npv",
+    "ece",
+)
+THRESHOLD_SUMMARY = ("sensitivity_at_threshold", "specificity_at_threshold")  # binary only
+LESION_SUMMARY = ("lesion_sensitivity", "lesion_fp_per_case")
+SPREAD_METRICS = ("dice", "iou", "nsd", "hd95", "assd")  # per-case spreads in metrics.png
 
 
 class EvaluationError(DataError):
@@ -104,11 +151,26 @@ def evaluate_run(
 
     Raises:
         ProjectError: a bad run folder or checkpoint, stale splits, an unreadable image, an
-            unknown reference; the message names the thing.
+            unknown reference, a ``data.positive_class`` that is not one of the classes; the
+            message names the thing.
     """
     runs = load_runs(run_dir, ensemble, checkpoint)
     run = runs[0]
+    positive = None
+    if run.task == "classification":
+        positive = positive_class(run.cfg.data.positive_class, run.classes or [])
+        if not quiet and positive is not None and not run.cfg.data.positive_class:
+            print(
+                f"positive class: '{positive}' (data.positive_class is empty: the second of the "
+                f"sorted classes {run.classes}; set data.positive_class to choose)"
+            )
     cases = split_cases(run, split)
+    validation = None
+    if run.task == "classification":
+        calibrate_runs(runs, quiet=quiet)
+        if positive is not None and not (split == "val" and len(runs) == 1):
+            validation = validation_outputs(runs, quiet=quiet)  # the threshold is chosen there
+    splits_hash = splits_sha256(run.cfg.data.root)
     out = run.run_dir / "evaluation" / evaluation_name(split, len(runs) > 1, reference)
     staging = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
     staging.mkdir(parents=True)
@@ -120,7 +182,7 @@ def evaluate_run(
         if run.task == "segmentation":
             report = _segmentation(runs, dataset, bar, staging, originals)
         else:
-            report = _classification(runs, dataset, bar, staging, originals)
+            report = _classification(runs, dataset, bar, staging, originals, positive, validation)
         report.update(
             {
                 "run": run.run_dir.name,
@@ -133,6 +195,8 @@ def evaluate_run(
                 "n_patients": len({c.patient_id for c in cases}),
                 "skipped_without_reference": skipped,
                 "bootstrap": {"replicates": REPLICATES, "level": LEVEL, "unit": "patient"},
+                "data_root": str(run.cfg.data.root),
+                "splits_sha256": splits_hash,
                 "date": datetime.now().astimezone().isoformat(timespec="seconds"),
             }
         )
@@ -141,10 +205,51 @@ def evaluate_run(
         replace_folder(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    if split == "test":
+        record_test_use(
+            "evaluate",
+            [r.run_dir for r in runs],
+            str(run.cfg.data.root),
+            {"checkpoint": checkpoint, "reference": reference, "folder": out.name},
+            echo=lambda line: print(line, file=sys.stderr),
+        )
     from .model_card import write_model_card  # the card reads every evaluation of the run
 
     write_model_card(run.run_dir)
     return out
+
+
+def positive_class(configured: str, class_names: Sequence[str]) -> str | None:
+    """The positive class of a classification run: ``data.positive_class``, checked.
+
+    Args:
+        configured: the config's ``data.positive_class``; ``""`` picks the second of the sorted
+            class names for a binary task.
+        class_names: the run's classes, in class-index order (sorted).
+
+    Returns:
+        The positive class's name for two classes; ``None`` for more (metrics are then macro
+        means over the classes).
+
+    Raises:
+        ConfigError: ``configured`` is not one of the classes, or is set for more than two
+            classes; the message names the key and the classes found.
+    """
+    names = [str(name) for name in class_names]
+    if len(names) != 2:
+        if configured:
+            raise ConfigError(
+                f"config key 'data.positive_class' = '{configured}' applies to binary tasks, "
+                f"but the run has {len(names)} classes {names}; set data.positive_class=''"
+            )
+        return None
+    try:
+        return names[positive_index(names, configured or None)]
+    except ValueError:
+        raise ConfigError(
+            f"config key 'data.positive_class' = '{configured}' is not one of the classes "
+            f"found: {names}"
+        ) from None
 
 
 def _key_order(key: str) -> int:
@@ -212,6 +317,12 @@ def _majority(case: Case, task: str, folder: Path) -> Case:
 def _segmentation(runs: list[LoadedRun], dataset, bar, out: Path, originals) -> dict[str, Any]:
     num_classes = runs[0].num_classes
     classes = tuple(range(1, num_classes))
+    tolerance = float(runs[0].cfg.eval.nsd_tolerance)
+    cfg = runs[0].cfg
+    names = label_names(paths.resolve(cfg.data.root), num_classes, cfg.data.labels) or [
+        "background",
+        *(f"class_{k}" for k in classes),
+    ]
     rows, results = [], []
     for index in bar:
         case = dataset.cases[index]
@@ -231,27 +342,139 @@ def _segmentation(runs: list[LoadedRun], dataset, bar, out: Path, originals) -> 
         write_nifti(
             pred, np.asarray(meta["source_affine"]), out / "predictions" / f"{case.case_id}.nii.gz"
         )
-        scores = segmentation_metrics(pred, truth, spacing, classes=classes)
+        scores = segmentation_metrics(
+            pred, truth, spacing, classes=classes, nsd_tolerance=tolerance
+        )
         results.append(scores)
-        row = {"case_id": case.case_id, **{m: scores[m] for m in METRICS}}
+        per_case = (*METRICS, *LESION_COUNTS)
+        row = {"case_id": case.case_id, **{m: scores[m] for m in per_case}}
         if len(classes) > 1:
-            row.update({f"{m}_{c}": scores[f"{m}_{c}"] for c in classes for m in METRICS})
+            row.update({f"{m}_{c}": scores[f"{m}_{c}"] for c in classes for m in per_case})
         rows.append({**row, "patient_id": case.patient_id})
     details = summarize_segmentation(results, classes)
     groups = [r["patient_id"] for r in rows]
-    names = list(METRICS) + [f"{m}_{c}" for c in classes for m in METRICS if len(classes) > 1]
-    summary = {
-        name: _interval(np.array([r[name] for r in rows], dtype=float), groups, details[name])
-        for name in names
-    }
+    suffixes = [""] + ([f"_{c}" for c in classes] if len(classes) > 1 else [])
+    summary = {}
+    for suffix in suffixes:
+        for metric in METRICS:
+            name = metric + suffix
+            values = np.array([r[name] for r in rows], dtype=float)
+            summary[name] = _interval(values, groups, details[name])
+        counts = tuple(np.array([r[m + suffix] for r in rows], dtype=float) for m in LESION_COUNTS)
+        intervals = bootstrap_cis(
+            counts, lesion_detection, groups=groups, n=REPLICATES, seed=0, level=LEVEL
+        )
+        for metric in LESION_SUMMARY:
+            low, high = intervals[metric]
+            summary[metric + suffix] = {"value": details[metric + suffix], "low": low, "high": high}
     order = sorted(range(len(rows)), key=lambda i: (_nan_low(rows[i]["dice"]), rows[i]["case_id"]))
     failures = [
         {"case_id": rows[i]["case_id"], "dice": rows[i]["dice"]} for i in order[:FIGURE_CASES]
     ]
     _write_csv(out / "per_case.csv", rows)
-    _segmentation_figures(runs[0], dataset, rows, order, out)
+    _segmentation_figures(runs[0], dataset, rows, order, out, tolerance, names)
     _disagreement_figure(originals, out, task="segmentation")
-    return {"n_cases": len(rows), "summary": summary, "details": details, "failures": failures}
+    one_empty = int(details["one_empty"])
+    return {
+        "n_cases": len(rows),
+        "summary": summary,
+        "definitions": segmentation_definitions(list(summary), details, tolerance, names),
+        "class_names": {str(k): name for k, name in enumerate(names)},
+        "nsd_tolerance_mm": tolerance,
+        "empty_masks": {
+            "both_empty": int(details["both_empty"]),
+            "pred_empty": int(details["pred_empty"]),
+            "truth_empty": int(details["truth_empty"]),
+            "one_empty": one_empty,
+            "unit": "case-class pairs",
+            "convention": (
+                "both masks empty: Dice = IoU = NSD = 1, distances 0. Exactly one empty: "
+                "Dice = IoU = NSD = 0; hd95 and assd are NaN and left out of their means "
+                f"({one_empty} case-class pairs); hd95_worst and assd_worst give them the "
+                "diagonal of the image's field of view in mm (the BraTS convention)"
+            ),
+        },
+        "details": details,
+        "failures": failures,
+    }
+
+
+def segmentation_definitions(
+    names: Sequence[str],
+    details: dict[str, float],
+    tolerance: float,
+    class_names: Sequence[str] = (),
+) -> dict[str, str]:
+    """What each segmentation summary value means: its convention, tolerance and case counts.
+
+    Args:
+        names: the summary's metric names, e.g. ``dice``, ``hd95_worst``, ``nsd_2``.
+        details: :func:`.segmentation_metrics.summarize_segmentation`'s result.
+        tolerance: the NSD tolerance in mm.
+        class_names: a name per label value (background first), to name the class of the
+            ``_<k>`` values; none: the label value alone.
+
+    Returns:
+        ``{name: sentence}`` for every name.
+    """
+    texts = {
+        "dice": "Dice overlap 2|P and T| / (|P| + |T|); both masks empty: 1, exactly one empty: 0",
+        "iou": "intersection over union |P and T| / |P or T|; both masks empty: 1, exactly one "
+        "empty: 0",
+        "nsd": f"normalised surface Dice at a tolerance of {tolerance:g} mm: share of both "
+        f"surfaces within {tolerance:g} mm of the other; both masks empty: 1, exactly one: 0",
+        "hd95": "95th-percentile Hausdorff distance in mm (larger directed 95th percentile); "
+        "cases with exactly one empty mask are NaN and left out of this mean "
+        "({one} case-class pairs, see {name}_worst); both empty: 0",
+        "assd": "average symmetric surface distance in mm; cases with exactly one empty mask "
+        "are NaN and left out of this mean ({one} case-class pairs, see {name}_worst); "
+        "both empty: 0",
+        "hd95_worst": "95th-percentile Hausdorff distance in mm, with each case where exactly "
+        "one mask is empty ({one} case-class pairs) scored the image diagonal in mm (BraTS "
+        "convention); both empty: 0",
+        "assd_worst": "average symmetric surface distance in mm, with each case where exactly "
+        "one mask is empty ({one} case-class pairs) scored the image diagonal in mm; both "
+        "empty: 0",
+        "voxel_sensitivity": "share of the reference's voxels predicted, |P and T| / |T|; cases with "
+        "an empty reference are undefined and left out ({truth_empty} case-class pairs)",
+        "voxel_specificity": "share of the reference's background voxels not predicted; "
+        "dominated by the background, near 1 for almost any prediction",
+        "lesion_sensitivity": "lesion-wise detection: reference lesions (connected components, "
+        "touching by face, edge or corner) that the prediction overlaps, over all reference "
+        "lesions, pooled over cases ({tp} of {lesions})",
+        "lesion_fp_per_case": "lesion-wise false positives: predicted connected components "
+        "that touch no reference lesion, per case ({fp} in {n} cases)",
+    }
+    several = any(re.search(r"_\d+$", name) for name in names)  # per-class names: "dice_2"
+    result = {}
+    for name in names:
+        metric, suffix = name, ""
+        for candidate in texts:
+            if name.startswith(candidate + "_") and name[len(candidate) + 1 :].isdigit():
+                metric, suffix = candidate, name[len(candidate) :]
+        counts = {
+            "name": metric,
+            "one": int(
+                details.get(f"pred_empty{suffix}", 0) + details.get(f"truth_empty{suffix}", 0)
+            ),
+            "truth_empty": int(details.get(f"truth_empty{suffix}", 0)),
+            "tp": int(details.get(f"lesion_tp{suffix}", 0)),
+            "lesions": int(
+                details.get(f"lesion_tp{suffix}", 0) + details.get(f"lesion_fn{suffix}", 0)
+            ),
+            "fp": int(details.get(f"lesion_fp{suffix}", 0)),
+            "n": int(details.get("n_cases", 0)),
+        }
+        text = texts[metric].format(**counts)
+        if suffix:
+            k = int(suffix[1:])
+            named = f": {class_names[k]}" if k < len(class_names) else ""
+            text += f" (class {k}{named})"
+        elif several:
+            pooled = metric in LESION_SUMMARY
+            text += " (all classes)" if pooled else " (per case the mean over the classes)"
+        result[name] = text
+    return result
 
 
 def _nan_low(value: float) -> float:
@@ -263,7 +486,9 @@ def _interval(values: np.ndarray, groups: list[str], value: float) -> dict[str, 
     return {"value": float(value), "low": low, "high": high}
 
 
-def _segmentation_figures(run: LoadedRun, dataset, rows, order, out: Path) -> None:
+def _segmentation_figures(
+    run: LoadedRun, dataset, rows, order, out: Path, tolerance: float, names: Sequence[str]
+) -> None:
     picks = {"worst": order[0], "median": order[len(order) // 2], "best": order[-1]}
     figure_rows = []
     for kind in ("best", "median", "worst"):
@@ -283,11 +508,15 @@ def _segmentation_figures(run: LoadedRun, dataset, rows, order, out: Path) -> No
     from ..viz.evaluation_plots import plot_case_rows, plot_metric_spread
 
     plot_case_rows(figure_rows, out / "cases.png", f"{run.run_dir.name}: best, median, worst")
+    spread = {m: [r[m] for r in rows] for m in SPREAD_METRICS}
+    if len(names) > 2:  # several classes: each one's Dice, by name
+        for k in range(1, len(names)):
+            spread[f"dice {names[k]}"] = [r[f"dice_{k}"] for r in rows]
     plot_metric_spread(
-        {m: [r[m] for r in rows] for m in METRICS},
+        spread,
         out / "metrics.png",
-        f"per-case metrics ({len(rows)} cases)",
-        UNITS,
+        f"per-case metrics ({len(rows)} cases; hd95 and assd leave out cases with one empty mask)",
+        {**DISTANCE_UNITS, "nsd": f"tolerance {tolerance:g} mm"},
     )
 
 
@@ -350,7 +579,106 @@ def _disagreement_figure(
 # --- classification ---------------------------------------------------------------------------
 
 
-def _classification(runs: list[LoadedRun], dataset, bar, out: Path, originals) -> dict[str, Any]:
+def validation_outputs(
+    runs: Sequence[LoadedRun], quiet: bool = True
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Out-of-fold validation probabilities: each run applied to its own fold's validation cases.
+
+    For one run these are its validation cases; for an ensemble (e.g. one run per fold) each
+    member's validation cases, which it did not train on, pooled, so that a threshold chosen on
+    them never sees the test set nor a member's training cases. (The threshold is then applied
+    to the ensemble's averaged probabilities, a little less spread out than one member's.)
+
+    Args:
+        runs: one run or an ensemble's members (each with its calibration temperature).
+        quiet: no progress bar.
+
+    Returns:
+        ``labels`` ``(N,)``, ``probabilities`` ``(N, K)`` and a description of the cases.
+    """
+    labels, probs, described = [], [], []
+    for run in runs:
+        cases = split_cases(run, "val")
+        dataset = eval_dataset(run, cases)
+        bar = tqdm(range(len(dataset)), desc="validation", disable=quiet, leave=False)
+        for index in bar:
+            item = dataset[index]
+            labels.append(int(item["label"]))
+            probs.append(probabilities([run], item["image"][None])[0].cpu().numpy())
+        described.append(_fold_cases(run, len(cases)))
+    what = "validation cases of " + "; ".join(described)
+    return np.asarray(labels), np.stack(probs).astype(np.float64), what
+
+
+def _fold_cases(run: LoadedRun, n_cases: int) -> str:
+    return f"fold {run.cfg.data.fold} of {run.run_dir.name} ({n_cases} cases)"
+
+
+def calibrate_runs(runs: Sequence[LoadedRun], quiet: bool = True) -> None:
+    """Fit each run's temperature on its validation cases when ``eval.calibrate=temperature``.
+
+    A run whose ``calibration.json`` already holds a temperature for its checkpoint keeps it;
+    otherwise it is fitted (:func:`.calibration.fit_temperature`), stored in ``calibration.json``
+    beside the other checkpoint's, and set on the run, so that ``predict`` uses the same one.
+
+    Args:
+        runs: classification runs; those with ``eval.calibrate=none`` are left as they are.
+        quiet: no progress bar or message.
+    """
+    for run in runs:
+        if run.task != "classification" or run.cfg.eval.calibrate != "temperature":
+            continue
+        stored = stored_temperature(run)
+        if stored is not None:
+            run.temperature = stored
+            continue
+        run.temperature = 1.0
+        labels, probs, what = validation_outputs([run], quiet=quiet)
+        fitted = fit_temperature(labels, probs)
+        path = run.run_dir / CALIBRATION
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = {}
+        data = data if isinstance(data, dict) else {}
+        data[run.checkpoint.stem] = {
+            **fitted,
+            "epoch": run.epoch,
+            "fitted_on": what,
+            "method": "temperature scaling: softmax(logits / T), T minimising the validation "
+            "negative log-likelihood",
+        }
+        atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+        run.temperature = fitted["temperature"]
+        if not quiet:
+            print(
+                f"temperature scaling: T = {fitted['temperature']:.3f} fitted on {what} "
+                f"(NLL {fitted['nll_before']:.4f} -> {fitted['nll_after']:.4f}); wrote {path}"
+            )
+
+
+def _threshold_metrics(
+    truth: np.ndarray, scores: np.ndarray, positive: int, threshold: float
+) -> dict[str, float]:
+    """Sensitivity and specificity of the positive class when it is predicted at ``p >= t``."""
+    called = (scores[:, positive] >= threshold).astype(np.int64)
+    predicted = np.where(called == 1, positive, 1 - positive)
+    matrix = np.bincount(truth * 2 + predicted, minlength=4).reshape(2, 2)
+    return {
+        "sensitivity_at_threshold": sensitivity(truth, predicted, 2, positive),
+        "specificity_at_threshold": float(per_class_specificity(matrix)[positive]),
+    }
+
+
+def _classification(
+    runs: list[LoadedRun],
+    dataset,
+    bar,
+    out: Path,
+    originals,
+    positive: str | None,
+    validation: tuple[np.ndarray, np.ndarray, str] | None = None,
+) -> dict[str, Any]:
     names = runs[0].classes or []
     labels, probs, rows, predicted = [], [], [], {}
     for index in bar:
@@ -371,23 +699,39 @@ def _classification(runs: list[LoadedRun], dataset, bar, out: Path, originals) -
             }
         )
     truth, scores = np.asarray(labels), np.stack(probs)
-    details = classification_metrics(truth, scores, names)
+    details = classification_metrics(truth, scores, names, positive)
+    index = positive_index(names, positive) if positive is not None else None
+    details["ece"] = expected_calibration_error(*calibration_target(truth, scores, index))
+    cfg = runs[0].cfg
+    threshold = None
+    if index is not None:
+        chosen_on = (
+            validation
+            if validation is not None
+            else (truth, scores, "validation cases of " + _fold_cases(runs[0], len(rows)))
+        )
+        threshold = _choose(chosen_on, index, float(cfg.eval.target_sensitivity))
+        if threshold["value"] is not None:
+            details.update(_threshold_metrics(truth, scores, index, threshold["value"]))
+    summarised = [
+        *CLASSIFICATION_SUMMARY,
+        *(THRESHOLD_SUMMARY if "sensitivity_at_threshold" in details else ()),
+    ]
+
+    def statistics(t: np.ndarray, s: np.ndarray) -> dict[str, float]:
+        values = classification_metrics(t, s, names, positive)
+        values["ece"] = expected_calibration_error(*calibration_target(t, s, index))
+        if threshold is not None and threshold["value"] is not None:
+            values.update(_threshold_metrics(t, s, index, threshold["value"]))
+        return {k: float(v) for k, v in values.items() if k in summarised}
+
     groups = [r["patient_id"] for r in rows]
     intervals = bootstrap_cis(
-        (truth, scores),
-        lambda t, s: {
-            k: float(v)
-            for k, v in classification_metrics(t, s, names).items()
-            if k in CLASSIFICATION_SUMMARY
-        },
-        groups=groups,
-        n=REPLICATES,
-        seed=0,
-        level=LEVEL,
+        (truth, scores), statistics, groups=groups, n=REPLICATES, seed=0, level=LEVEL
     )
     summary = {
         name: {"value": float(details[name]), "low": intervals[name][0], "high": intervals[name][1]}
-        for name in CLASSIFICATION_SUMMARY
+        for name in summarised
     }
     wrong = [i for i in range(len(rows)) if rows[i]["label"] != rows[i]["prediction"]]
     wrong.sort(key=lambda i: (-float(scores[i].max()), rows[i]["case_id"]))
@@ -406,7 +750,14 @@ def _classification(runs: list[LoadedRun], dataset, bar, out: Path, originals) -
     title = runs[0].run_dir.name
     plot_confusion_matrix(details["confusion_matrix"], names, out / "confusion_matrix.png", title)
     aurocs = {n: float(details[f"auroc_{n}"]) for n in names}
-    plot_roc(truth, scores, names, aurocs, out / "roc.png", title)
+    plot_roc(truth, scores, names, aurocs, out / "roc.png", title, positive=positive)
+    from ..viz.statistics_plots import plot_reliability
+
+    bins = reliability_bins(*calibration_target(truth, scores, index))
+    what = f"probability of '{positive}'" if positive is not None else "top-class confidence"
+    plot_reliability(
+        bins, out / "reliability.png", f"{title}: reliability", f"predicted {what}", details["ece"]
+    )
     if wrong:
         items = [
             {
@@ -418,7 +769,105 @@ def _classification(runs: list[LoadedRun], dataset, bar, out: Path, originals) -
         ]
         plot_image_grid(items, out / "failures.png", "most confident mistakes")
     _disagreement_figure(originals, out, task="classification", predicted=predicted)
-    return {"n_cases": len(rows), "summary": summary, "details": details, "failures": failures}
+    definitions = classification_definitions(names, positive)
+    if threshold is not None and threshold["value"] is not None:
+        shown = f"{threshold['value']:.4g}"
+        definitions["sensitivity_at_threshold"] = (
+            f"sensitivity of '{positive}' when it is predicted at p('{positive}') >= {shown}, "
+            f"the threshold chosen on the {threshold['chosen_on']}"
+        )
+        definitions["specificity_at_threshold"] = (
+            f"specificity for '{positive}' at the same threshold p('{positive}') >= {shown}"
+        )
+    return {
+        "n_cases": len(rows),
+        "positive_class": positive,
+        "summary": summary,
+        "definitions": definitions,
+        "threshold": threshold,
+        "calibration": {
+            "ece": details["ece"],
+            "bins": N_BINS,
+            "of": what,
+            "temperature": [r.temperature for r in runs]
+            if cfg.eval.calibrate == "temperature"
+            else None,
+            "reliability": {k: [float(x) for x in v] for k, v in bins.items()},
+        },
+        "details": details,
+        "failures": failures,
+    }
+
+
+def _choose(
+    validation: tuple[np.ndarray, np.ndarray, str], positive: int, target: float
+) -> dict[str, Any]:
+    """The threshold chosen on the validation outputs, with what it was chosen on."""
+    labels, probs, what = validation
+    entry: dict[str, Any] = {"chosen_on": what, "target_sensitivity": target}
+    try:
+        chosen = choose_threshold(labels == positive, probs[:, positive], target)
+    except ValueError as exc:  # one class only among the validation cases
+        return {**entry, "value": None, "rule": None, "why_none": str(exc)}
+    return {
+        **entry,
+        "value": chosen["threshold"],
+        "rule": chosen["rule"],
+        "validation_sensitivity": chosen["sensitivity"],
+        "validation_specificity": chosen["specificity"],
+    }
+
+
+def classification_definitions(class_names: Sequence[str], positive: str | None) -> dict[str, str]:
+    """What each classification summary value means, naming the positive class.
+
+    Args:
+        class_names: the classes, in class-index order.
+        positive: the binary task's positive class (:func:`positive_class`), ``None`` for more
+            than two classes.
+
+    Returns:
+        ``{name: sentence}`` for every name of :data:`CLASSIFICATION_SUMMARY`.
+    """
+    result = {
+        "accuracy": "share of cases whose most probable class is the true class",
+        "balanced_accuracy": "mean over the classes present of each class's recall",
+        "ece": f"expected calibration error over {N_BINS} equal-width bins: case-weighted mean "
+        "|observed frequency - mean predicted probability| of "
+        + (
+            f"the probability of '{positive}' (0 = perfectly calibrated)"
+            if positive is not None
+            else "the top-class confidence against how often the top class is right"
+        ),
+    }
+    if positive is None:
+        macro = f"macro mean over the classes {list(class_names)} of the one-vs-rest "
+        result.update(
+            {
+                "auroc": macro + "AUROC",
+                "sensitivity": macro + "sensitivity TP/(TP+FN)",
+                "specificity": macro + "specificity TN/(TN+FP)",
+                "ppv": macro + "positive predictive value TP/(TP+FP)",
+                "npv": macro + "negative predictive value TN/(TN+FN)",
+            }
+        )
+        return result
+    other = next(str(n) for n in class_names if str(n) != positive)
+    pos = f"positive class '{positive}'"
+    result.update(
+        {
+            "auroc": f"AUROC of the probability of the {pos} against '{other}'",
+            "sensitivity": f"sensitivity of the {pos}: '{positive}' cases predicted "
+            f"'{positive}' / all '{positive}' cases",
+            "specificity": f"specificity for the {pos}: '{other}' cases predicted '{other}' "
+            f"/ all '{other}' cases",
+            "ppv": f"positive predictive value of the {pos}: cases predicted '{positive}' "
+            f"that are '{positive}' / all predicted '{positive}'",
+            "npv": f"negative predictive value for the {pos}: cases predicted '{other}' that "
+            f"are '{other}' / all predicted '{other}'",
+        }
+    )
+    return result
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

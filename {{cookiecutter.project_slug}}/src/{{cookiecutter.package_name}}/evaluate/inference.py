@@ -4,13 +4,20 @@
 (read with ``weights_only=True``); :func:`load_runs` does it for an ensemble and checks that its
 members agree on task, classes and preprocessing. :func:`probabilities` applies one or several
 networks to a whole image (sliding windows of the training patch for segmentation) and averages
-their softmax outputs; :func:`to_source_grid` puts a segmentation back on the image's own grid.
+their softmax outputs; :func:`to_source_grid` puts a segmentation back on the image's own grid
+and :func:`class_labels` takes the most probable class of each voxel.
+
+Memory: a whole volume of ``V`` voxels and ``K`` classes needs about ``4 V`` bytes for the
+input, ``4 K V`` for the stitched logits and ``4 V`` for MONAI's window-count map while the
+windows run (16 bytes a voxel for ``K = 2``: 2.5 GB for a 512x512x600 CT); the softmax and the
+labels are then computed in place and slab by slab, adding about one byte a voxel (uint8 labels)
+instead of the three or four more float copies a plain ``softmax(logits / T).argmax()`` makes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +27,9 @@ from torch import nn
 
 from .. import paths
 from ..config import Config, load_config
-from ..data.dataset import MedicalDataset
+from ..data.dataset import MedicalDataset, check_channel
 from ..data.io import Image
-from ..data.manifest import Case, DataError
+from ..data.manifest import Case, DataError, label_names
 from ..data.preprocess import preprocess, resample
 from ..data.split import fold_cases, test_cases
 from ..train import builders
@@ -32,6 +39,7 @@ from ..utils.errors import ProjectError
 
 SPLITS = ("val", "test")
 CHECKPOINTS = ("best", "last")
+SLAB_VOXELS = 1 << 22  # voxels per class handled at once by the in-place softmax and argmax
 
 
 class RunError(ProjectError):
@@ -50,6 +58,10 @@ class LoadedRun:
         num_classes: output channels (segmentation: background + labels).
         epoch: the epoch the checkpoint was saved after, from 1.
         checkpoint: the checkpoint file read.
+        temperature: the softmax temperature (classification with ``eval.calibrate=temperature``:
+            fitted on the validation cases and stored in ``calibration.json``; 1 otherwise).
+        channels: the input channels' names in order (the manifest's ``image_<channel>``
+            columns), ``["image"]`` for one channel (and for checkpoints older than channels).
     """
 
     run_dir: Path
@@ -59,6 +71,13 @@ class LoadedRun:
     num_classes: int
     epoch: int
     checkpoint: Path
+    temperature: float = 1.0
+    channels: list[str] = field(default_factory=lambda: ["image"])
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of the network's input."""
+        return len(self.channels)
 
     @property
     def task(self) -> str:
@@ -70,10 +89,19 @@ class LoadedRun:
         return tuple(self.cfg.data.patch_size) if self.task == "segmentation" else None
 
     def label_names(self) -> list[str]:
-        """A name per output channel: the classes, or ``background``, ``1``, ``2``... ."""
+        """A name per output channel: the classes; for segmentation the names of
+        ``data.labels`` or ``manifest.json`` (:func:`~..data.manifest.label_names`), else
+        ``background``, ``1``, ``2``... .
+
+        Raises:
+            DataError: ``data.labels`` names fewer labels than the run predicts.
+        """
         if self.classes is not None:
             return list(self.classes)
-        return ["background"] + [str(k) for k in range(1, self.num_classes)]
+        named = label_names(
+            paths.resolve(self.cfg.data.root), self.num_classes, self.cfg.data.labels
+        )
+        return named or ["background"] + [str(k) for k in range(1, self.num_classes)]
 
 
 def load_run(
@@ -107,7 +135,8 @@ def load_run(
     cfg = load_config(path=config)
     state = load_checkpoint(path)
     num_classes = int(state["num_classes"])
-    model = builders.build(cfg, num_classes)
+    channels = [str(c) for c in state.get("channels") or ["image"]]  # older checkpoints: one
+    model = builders.build(cfg, num_classes, len(channels))
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
@@ -117,7 +146,31 @@ def load_run(
         ) from None
     model.to(device).eval()
     classes = [str(c) for c in state.get("classes") or []] or None
-    return LoadedRun(run_dir, cfg, model, classes, num_classes, int(state["epoch"]) + 1, path)
+    run = LoadedRun(run_dir, cfg, model, classes, num_classes, int(state["epoch"]) + 1, path)
+    run.channels = channels
+    if cfg.task == "classification" and cfg.eval.calibrate == "temperature":
+        fitted = stored_temperature(run)
+        run.temperature = fitted if fitted is not None else 1.0
+    return run
+
+
+CALIBRATION = "calibration.json"  # the fitted temperature, per checkpoint
+
+
+def stored_temperature(run: LoadedRun) -> float | None:
+    """The temperature stored in ``RUN_DIR/calibration.json`` for this run's checkpoint and
+    epoch; ``None`` when there is none (not fitted yet, or fitted for another checkpoint)."""
+    import json
+
+    try:
+        data = json.loads((run.run_dir / CALIBRATION).read_text(encoding="utf-8"))
+        entry = data[run.checkpoint.stem]
+        if int(entry["epoch"]) != run.epoch:
+            return None
+        value = float(entry["temperature"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return value if value > 0 else None
 
 
 def load_runs(
@@ -145,6 +198,7 @@ def load_runs(
             ("task", lambda r: r.task),
             ("spatial_dims", lambda r: r.cfg.spatial_dims),
             ("classes", lambda r: (r.classes, r.num_classes)),
+            ("channels", lambda r: r.channels),
             ("preprocessing", lambda r: builders.loader_settings(r.cfg).preprocessing()),
         ):
             if get(run) != get(runs[0]):
@@ -184,31 +238,118 @@ def probabilities(runs: Sequence[LoadedRun], image: torch.Tensor) -> torch.Tenso
 
     Args:
         runs: one run, or the members of an ensemble.
-        image: ``(1, 1, *S)`` preprocessed image, on the runs' device.
+        image: ``(1, C, *S)`` preprocessed image (``C`` the runs' channels), on the runs'
+            device.
 
     Returns:
-        ``(1, K, *S)`` class probabilities (segmentation), or ``(1, K)`` (classification).
+        ``(1, K, *S)`` class probabilities (segmentation), or ``(1, K)`` (classification); each
+        run's logits are divided by its ``temperature`` (1 unless calibrated) before the softmax.
     """
-    if image.ndim not in (4, 5) or image.shape[:2] != (1, 1):
-        raise ValueError(f"image must have shape (1, 1, *S), got {tuple(image.shape)}")
+    if image.ndim not in (4, 5) or image.shape[0] != 1:  # the networks check C themselves
+        raise ValueError(f"image must have shape (1, C, *S), got {tuple(image.shape)}")
     total = None
     for run in runs:
-        logits = predict_logits(run.model, image, run.patch).float()
-        p = torch.softmax(logits, dim=1)
-        total = p if total is None else total + p
-    return total / len(runs)
+        p = softmax_(predict_logits(run.model, image, run.patch).float(), run.temperature)
+        if total is None:
+            total = p
+        else:
+            total.add_(p)
+            del p
+    if len(runs) > 1:
+        total.div_(len(runs))
+    return total
 
 
-def preprocess_image(run: LoadedRun, image: Image) -> tuple[torch.Tensor, dict[str, Any]]:
-    """An image read from disk, preprocessed as the run was trained.
+def _slabs(size: int, per_index: int) -> list[slice]:
+    """Slices of ``range(size)`` that each cover about :data:`SLAB_VOXELS` voxels."""
+    step = max(1, SLAB_VOXELS // max(1, per_index))
+    return [slice(start, start + step) for start in range(0, size, step)]
+
+
+def softmax_(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """``softmax(logits / temperature)`` over dim 1, written into ``logits`` slab by slab.
+
+    The same values as :func:`torch.softmax` (up to rounding), without its full-size copies:
+    the extra memory is that of one slab along the last axis (:data:`SLAB_VOXELS` voxels).
+
+    Args:
+        logits: ``(B, K, *S)`` or ``(B, K)`` floating-point logits; overwritten.
+        temperature: positive divisor of the logits.
 
     Returns:
-        ``(1, 1, *S)`` tensor and its geometry (``shape``, ``affine``, ``spacing``, and the
-        source's ``source_shape`` and ``source_affine``), as the dataset's cache records it.
+        ``logits``, now holding the probabilities.
 
     Raises:
-        RunError: the image has the wrong number of dimensions for the run.
+        ValueError: ``temperature`` is not positive, or ``logits`` has fewer than 2 dims.
     """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    if logits.ndim < 2:
+        raise ValueError(f"logits must have shape (B, K, ...), got {tuple(logits.shape)}")
+    whole = logits.ndim == 2  # (B, K): nothing to slice
+    for slab in [slice(None)] if whole else _slabs(logits.shape[-1], logits[..., :1].numel()):
+        part = logits[..., slab]
+        if temperature != 1:
+            part.div_(temperature)
+        part.sub_(part.amax(dim=1, keepdim=True)).exp_()
+        part.div_(part.sum(dim=1, keepdim=True))
+    return logits
+
+
+def class_labels(probs: np.ndarray) -> np.ndarray:
+    """The most probable class of each voxel (``probs.argmax(0)``), as compact integers.
+
+    Computed slab by slab along the last axis, so the only full-size result is the labels
+    themselves (1 byte a voxel) rather than ``argmax``'s 8-byte integers. Ties go to the lower
+    class, as with ``argmax``.
+
+    Args:
+        probs: ``(K, *S)`` class probabilities (or scores).
+
+    Returns:
+        ``(*S)`` labels, ``uint8`` for up to 256 classes, else ``int32``.
+
+    Raises:
+        ValueError: ``probs`` has fewer than 2 dimensions.
+    """
+    if probs.ndim < 2:
+        raise ValueError(f"probs must have shape (K, *S), got {probs.shape}")
+    out = np.empty(probs.shape[1:], np.uint8 if probs.shape[0] <= 256 else np.int32)
+    for slab in _slabs(probs.shape[-1], probs[..., :1].size):
+        out[..., slab] = probs[..., slab].argmax(0)
+    return out
+
+
+def preprocess_image(
+    run: LoadedRun, image: Image | Sequence[Image]
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """An image read from disk, preprocessed as the run was trained.
+
+    Args:
+        run: the run whose preprocessing to apply.
+        image: the image, or for a multi-channel run one image per channel in the run's
+            channel order (:attr:`LoadedRun.channels`), all on one grid; each channel is
+            normalised on its own, as in training.
+
+    Returns:
+        ``(1, C, *S)`` tensor and its geometry (``shape``, ``affine``, ``spacing``, and the
+        source's ``source_shape`` and ``source_affine``, those of the first channel), as the
+        dataset's cache records it.
+
+    Raises:
+        RunError: the image has the wrong number of dimensions, or not one image per channel
+            of the run.
+        ImageError: the channels do not share one grid.
+    """
+    images = [image] if isinstance(image, Image) else list(image)
+    if len(images) != run.in_channels:
+        raise RunError(
+            f"the run was trained on {run.in_channels} channels ({', '.join(run.channels)}), "
+            f"got {len(images)} image(s)"
+        )
+    image = images[0]
+    for name, other in zip(run.channels[1:], images[1:], strict=True):
+        check_channel(other, image, f"channel '{name}'", run.channels[0])
     if image.ndim != run.cfg.spatial_dims:
         raise RunError(
             f"image '{image.path}' is {image.ndim}D, the run was trained on "
@@ -229,7 +370,17 @@ def preprocess_image(run: LoadedRun, image: Image) -> tuple[torch.Tensor, dict[s
         "affine": pre.affine.tolist(),
         "spacing": list(pre.spacing),
     }
-    tensor = torch.from_numpy(np.ascontiguousarray(pre.image, dtype=np.float32))[None, None]
+    stacked = [pre.image] + [
+        preprocess(
+            other,
+            None,
+            normalisation=settings.normalisation,
+            window=settings.window,
+            target_spacing=settings.target_spacing,
+        ).image
+        for other in images[1:]
+    ]
+    tensor = torch.from_numpy(np.ascontiguousarray(np.stack(stacked), dtype=np.float32))[None]
     return tensor, meta
 
 

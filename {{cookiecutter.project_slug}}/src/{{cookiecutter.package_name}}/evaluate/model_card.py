@@ -20,8 +20,11 @@ from ..data.dummy import MARKER
 from ..data.manifest import SPLITS
 from ..utils.io import atomic_write_text
 from ..workflow.runs import best_epoch, read_metrics
+from .test_use import summary_lines
 
-SMALL_SET = 30  # fewer patients than this: the card warns that intervals are wide
+SMALL_SET = 30  # fewer patients than this: the card's limitations state the interval widths
+FEW_PATIENTS = 5  # fewer than this: the bootstrap has too few distinct resamples to mean much
+PRIMARY = ("dice", "auroc")  # the metric whose interval the card describes in words
 
 
 def _json(path: Path) -> dict[str, Any] | None:
@@ -38,14 +41,107 @@ def _number(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _width(entry: dict[str, Any]) -> float | None:
+    low, high = entry.get("low"), entry.get("high")
+    if not isinstance(low, int | float) or not isinstance(high, int | float):
+        return None
+    width = float(high) - float(low)
+    return width if width == width else None
+
+
 def _metric_rows(report: dict[str, Any]) -> list[str]:
+    definitions = report.get("definitions") or {}
     rows = []
     for name, entry in report.get("summary", {}).items():
+        meaning = str(definitions.get(name, "")).replace("|", "\\|")  # not a column break
         rows.append(
             f"| {name} | {_number(entry.get('value'))} | "
-            f"{_number(entry.get('low'))} – {_number(entry.get('high'))} |"
+            f"{_number(entry.get('low'))} – {_number(entry.get('high'))} | "
+            f"{_number(_width(entry))} | {meaning} |"
         )
     return rows
+
+
+def interval_sentence(report: dict[str, Any]) -> str:
+    """The intervals of one evaluation described from their actual width.
+
+    Args:
+        report: an evaluation's ``metrics.json`` content.
+
+    Returns:
+        One sentence: the width of the main metric's interval (Dice or AUROC) and the number of
+        patients, saying that a zero width is no evidence of certainty (over one patient the
+        uncertainty is not measured at all) and that fewer than :data:`FEW_PATIENTS` patients
+        understate it.
+    """
+    summary = report.get("summary") or {}
+    patients = int(report.get("n_patients") or 0)
+    name = next((m for m in PRIMARY if m in summary), next(iter(summary), None))
+    entry = summary.get(name) if name else None
+    width = _width(entry) if entry else None
+    if width is None:
+        return f"No interval could be computed over {patients} patient(s)."
+    people = f"{patients} patient" + ("" if patients == 1 else "s")
+    what = (
+        f"The 95% interval of {name} is {_number(entry.get('low'))} – "
+        f"{_number(entry.get('high'))}, {_number(width)} wide, over {people}"
+    )
+    if patients < 2:
+        return (
+            f"{what}: zero width because every bootstrap resample holds the same patient, so "
+            "the uncertainty is not measured at all, which is not the same as none."
+        )
+    few = (
+        f"; with fewer than {FEW_PATIENTS} patients the bootstrap has few distinct resamples and "
+        "understates the uncertainty"
+        if patients < FEW_PATIENTS
+        else ""
+    )
+    if width == 0.0:
+        return (
+            f"{what}: zero width because every resample gave the same value, which does not "
+            f"make the value certain{few}."
+        )
+    if few:
+        return f"{what}{few}."
+    return f"{what}."
+
+
+def _threshold_lines(report: dict[str, Any]) -> list[str]:
+    """The decision threshold (chosen on validation) and the calibration of a classification."""
+    lines = []
+    threshold = report.get("threshold")
+    if isinstance(threshold, dict):
+        if threshold.get("value") is None:
+            lines.append(f"No decision threshold: {threshold.get('why_none', 'not chosen')}.")
+        else:
+            summary = report.get("summary") or {}
+            sens = (summary.get("sensitivity_at_threshold") or {}).get("value")
+            spec = (summary.get("specificity_at_threshold") or {}).get("value")
+            lines.append(
+                f"Decision threshold p(`{report.get('positive_class')}`) >= "
+                f"{_number(threshold['value'], 4)}, chosen by {threshold.get('rule')} on the "
+                f"{threshold.get('chosen_on')} (there: sensitivity "
+                f"{_number(threshold.get('validation_sensitivity'))}, specificity "
+                f"{_number(threshold.get('validation_specificity'))}) and applied unchanged "
+                f"here: sensitivity {_number(sens)}, specificity {_number(spec)} on these "
+                f"{report.get('n_cases')} cases."
+            )
+    calibration = report.get("calibration")
+    if isinstance(calibration, dict):
+        temperature = calibration.get("temperature")
+        scaled = (
+            f"; temperature scaling T = {', '.join(_number(t) for t in temperature)} "
+            "(fitted on validation)"
+            if temperature
+            else "; no recalibration (eval.calibrate=none)"
+        )
+        lines.append(
+            f"Calibration: expected calibration error {_number(calibration.get('ece'))} of the "
+            f"{calibration.get('of')} over {calibration.get('bins')} bins{scaled}; reliability "
+            "diagram `reliability.png`."
+        )
+    return [*lines, ""] if lines else []
 
 
 def write_model_card(run_dir: str | Path) -> Path:
@@ -115,7 +211,7 @@ def write_model_card(run_dir: str | Path) -> Path:
     reports = [(p.parent.name, _json(p)) for p in evaluations]
     reports = [(name, r) for name, r in reports if r]
     failures: list[str] = []
-    small = False
+    small: list[str] = []
     for name, report in reports:
         ensemble = report.get("ensemble") or []
         what = f"ensemble of {len(ensemble)} runs" if ensemble else f"epoch {report.get('epoch')}"
@@ -123,28 +219,66 @@ def write_model_card(run_dir: str | Path) -> Path:
             f"### `{name}`: {report.get('n_cases')} cases, {report.get('n_patients')} patients, "
             f"reference `{report.get('reference')}`, {what}",
             "",
-            "Whole-set values with bootstrap 95% intervals over patients.",
+            "Whole-set values with bootstrap 95% intervals over patients. "
+            + interval_sentence(report),
             "",
-            "| metric | value | 95% interval |",
-            "|---|---|---|",
+        ]
+        if report.get("task") == "segmentation" and len(report.get("class_names") or {}) > 2:
+            named = ", ".join(
+                f"`_{k}` = {name}" for k, name in report["class_names"].items() if k != "0"
+            )
+            lines += [f"Per-class metrics (label value: name): {named}.", ""]
+        if report.get("positive_class"):
+            lines += [
+                f"Positive class: `{report['positive_class']}`; sensitivity, specificity, PPV, "
+                "NPV and AUROC are about it.",
+                "",
+            ]
+        lines += _threshold_lines(report)
+        lines += [
+            "| metric | value | 95% interval | width | meaning |",
+            "|---|---|---|---|---|",
             *_metric_rows(report),
             "",
         ]
-        details = report.get("details", {})
-        if report.get("task") == "segmentation":
+        if any(_number(e.get("value")) == "n/a" for e in report.get("summary", {}).values()):
             lines += [
-                f"Empty-mask cases: {int(details.get('both_empty', 0))} with nothing to find "
-                f"and nothing found (Dice 1), {int(details.get('pred_empty', 0))} missed "
-                f"entirely, {int(details.get('truth_empty', 0))} false alarms on an empty "
-                "mask (Dice 0; left out of the distance means).",
+                "n/a: undefined on these cases, never 0 (a sensitivity without positive cases, "
+                "a PPV of a class never predicted, a distance without a case where both masks "
+                "are non-empty).",
                 "",
             ]
+        details = report.get("details", {})
+        if report.get("task") == "segmentation":
+            one = int(details.get("pred_empty", 0)) + int(details.get("truth_empty", 0))
+            lines += [
+                f"Empty masks (case-class pairs): {int(details.get('both_empty', 0))} with "
+                f"nothing to find and nothing found (Dice 1, distances 0), "
+                f"{int(details.get('pred_empty', 0))} missed entirely, "
+                f"{int(details.get('truth_empty', 0))} false alarms on an empty reference "
+                f"(Dice 0). `hd95` and `assd` leave these {one} out of their means; "
+                "`hd95_worst` and `assd_worst` score them the image diagonal in mm (the BraTS "
+                "convention).",
+                "",
+            ]
+            if "lesion_tp" in details:
+                found = int(details["lesion_tp"])
+                total = found + int(details.get("lesion_fn", 0))
+                lines += [
+                    f"Lesion-wise detection (connected components; detected = overlapped by "
+                    f"the prediction): {found} of {total} reference lesions detected, "
+                    f"{int(details.get('lesion_fp', 0))} predicted components touching no "
+                    "reference lesion.",
+                    "",
+                ]
         for failure in report.get("failures", []):
             shown = ", ".join(f"{k} {_number(v)}" for k, v in failure.items() if k != "case_id")
             failures.append(f"- `{name}`: `{failure['case_id']}` ({shown})")
-        small = small or (report.get("n_patients") or 0) < SMALL_SET
+        if (report.get("n_patients") or 0) < SMALL_SET:
+            small.append(f"- `{name}`: {interval_sentence(report)}")
     if not reports:
         lines += ["Not evaluated yet: run `evaluate RUN_DIR --split test`.", ""]
+    lines += ["### Test set use", "", *summary_lines(str(cfg.data.root), run_dir.name), ""]
     lines += ["## Failure cases", ""]
     lines += failures or ["None listed (no evaluation yet, or no mistakes)."]
     lines += [
@@ -168,9 +302,10 @@ def write_model_card(run_dir: str | Path) -> Path:
     ]
     if small:
         limitations.append(
-            f"- Fewer than {SMALL_SET} patients were evaluated: the intervals are wide; read "
-            "them before the point values."
+            f"- Fewer than {SMALL_SET} patients were evaluated; read the intervals before the "
+            "point values:"
         )
+        limitations += [f"  {line}" for line in small]
     if (data_root / MARKER).exists():
         limitations.append(
             "- The data is the project's **synthetic** dummy dataset: these numbers say the "

@@ -1,21 +1,31 @@
 """``predict``: a trained run (or an ensemble) applied to images the project has never seen.
 
 Each input is a NIfTI, PNG/JPEG or DICOM file, a DICOM series folder, or a folder of those
-(searched recursively: a folder whose own files are DICOM is one series). Every image goes
+(searched recursively: a folder whose own files are DICOM is one series). A run trained on
+several channels (``image_<channel>`` manifest columns) takes one input per case instead, its
+channels' files joined by commas in the run's channel order: ``t1.nii.gz,t2.nii.gz`` (all on
+one grid; outputs are named after the first). Every image goes
 through the run's own preprocessing (window, normalisation, resampling), the network (sliding
 windows of the training patch for volumes larger than it), and back to its own grid:
 
 - segmentation: ``<name>.nii.gz`` per image, the predicted labels with the image's affine, so
   it overlays the original in any viewer (ITK-SNAP, 3D Slicer); ``predictions.csv`` lists each
   input, its output file and the predicted volume per label in millilitres (area in mm² in 2D);
-- classification: ``predictions.csv`` with the predicted class and a probability per class.
+- classification: ``predictions.csv`` with the predicted class and a probability per class;
+- ``fmt="dicom-seg"`` (segmentation, DICOM inputs): also ``<name>.seg.dcm``, a DICOM
+  Segmentation that references the source series (:mod:`.dicom_seg`), to open over the images
+  in a PACS viewer or 3D Slicer.
 
 An input that cannot be read does not stop the others: the readable ones are written, then the
 command fails with one message listing what could not be read.
+
+Inputs that ``splits.json`` lists as test cases are a use of the test set: recorded (and warned
+about when other runs used it before) as :mod:`.test_use` describes.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,14 +36,26 @@ from .. import paths
 from ..data.io import (
     DICOM_SUFFIXES,
     NIFTI_SUFFIXES,
+    PART_SEP,
     PNG_SUFFIXES,
     ImageError,
     read_image,
+    source_path,
     write_nifti,
 )
 from ..utils.errors import ProjectError
 from ..utils.io import atomic_write_csv
-from .inference import load_runs, preprocess_image, probabilities, to_source_grid
+from .inference import (
+    LoadedRun,
+    class_labels,
+    load_runs,
+    preprocess_image,
+    probabilities,
+    to_source_grid,
+)
+from .test_use import record_test_use
+
+FORMATS = ("nifti", "dicom-seg")
 
 
 class PredictError(ImageError):
@@ -46,7 +68,7 @@ def _is_dicom_name(path: Path) -> bool:
 
 
 def _output_name(path: Path) -> str:
-    name = path.name
+    name = path.name.replace(PART_SEP, "_")  # FOLDER::UID -> FOLDER_UID
     for suffix in (*NIFTI_SUFFIXES, *PNG_SUFFIXES, *DICOM_SUFFIXES):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)] or name
@@ -72,8 +94,8 @@ def find_images(inputs: Sequence[str | Path]) -> list[Path]:
             walk(sub)
 
     for given in inputs:
-        path = paths.resolve(given)
-        if not path.exists():
+        path = paths.resolve(given)  # may name one series: FOLDER::SeriesInstanceUID
+        if not source_path(path).exists():
             raise ImageError(f"input '{path}' does not exist")
         if path.is_dir():
             walk(path)
@@ -87,6 +109,59 @@ def find_images(inputs: Sequence[str | Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+def channel_groups(inputs: Sequence[str | Path], channels: Sequence[str]) -> list[list[Path]]:
+    """The cases of a multi-channel run's inputs: each input is one case, its channels' files
+    joined by commas in the run's channel order (``t1.nii.gz,t2.nii.gz``).
+
+    Args:
+        inputs: one comma-joined group per case.
+        channels: the run's channel names (:attr:`.inference.LoadedRun.channels`).
+
+    Returns:
+        Per case, one path per channel.
+
+    Raises:
+        ImageError: an input has another number of files than the run has channels, or a file
+            does not exist.
+    """
+    groups = []
+    for given in inputs:
+        parts = [p.strip() for p in str(given).split(",")]
+        if len(parts) != len(channels) or not all(parts):
+            raise ImageError(
+                f"input '{given}' names {len(parts)} file(s); the run takes {len(channels)} "
+                f"channels: give each case as {','.join(f'{c.upper()}_FILE' for c in channels)}"
+            )
+        group = [paths.resolve(p) for p in parts]
+        for path in group:
+            if not source_path(path).exists():
+                raise ImageError(f"input '{path}' does not exist")
+        groups.append(group)
+    return groups
+
+
+def test_images(run: LoadedRun, images: Sequence[Path]) -> list[Path]:
+    """The images among ``images`` that the run's ``splits.json`` holds out as test cases.
+
+    Args:
+        run: the run whose dataset (``data.root``) defines the test set.
+        images: image files or DICOM series folders.
+
+    Returns:
+        Those that are the image of a test case (compared as resolved paths); none when the
+        dataset has no readable splits or no test set.
+    """
+    from ..data.split import test_cases
+
+    try:
+        held_out = {
+            Path(c.image).resolve() for c in test_cases(paths.resolve(run.cfg.data.root), run.task)
+        }
+    except ProjectError:
+        return []
+    return [image for image in images if Path(image).resolve() in held_out]
+
+
 def predict(
     run_dir: str | Path,
     inputs: Sequence[str | Path],
@@ -95,36 +170,60 @@ def predict(
     ensemble: Sequence[str | Path] = (),
     checkpoint: str = "best",
     quiet: bool = False,
+    fmt: str = "nifti",
 ) -> Path:
     """Predict every image of ``inputs`` and write the results under ``out``.
 
     Args:
         run_dir: the trained run.
-        inputs: files, DICOM series folders, or folders of them.
+        inputs: files, DICOM series folders, or folders of them; for a multi-channel run,
+            one input per case, its channels' files joined by commas in the run's channel
+            order (:func:`channel_groups`).
         out: output folder (default ``RUN_DIR/predict``); created if needed. Existing files of
             the same names are replaced, others kept.
         ensemble: more runs whose probabilities are averaged with ``run_dir``'s.
         checkpoint: ``"best"`` or ``"last"``.
         quiet: no progress bar.
+        fmt: ``"nifti"``, or ``"dicom-seg"`` for a DICOM SEG beside each NIfTI mask
+            (segmentation runs, DICOM inputs, highdicom installed).
 
     Returns:
         The output folder.
 
     Raises:
+        ValueError: an unknown ``fmt``.
+        DicomSegError: ``dicom-seg`` for a classification run, non-DICOM inputs, or highdicom
+            missing; checked before anything is predicted.
         PredictError: some inputs could not be read (the others were written).
         ProjectError: a bad run folder, checkpoint or ensemble; no input found.
     """
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt must be one of {', '.join(FORMATS)}, got {fmt!r}")
     runs = load_runs(run_dir, ensemble, checkpoint)
     run = runs[0]
-    images = find_images(inputs)
+    if run.in_channels > 1:
+        groups = channel_groups(inputs, run.channels)
+    else:
+        groups = [[path] for path in find_images(inputs)]
+    images = [group[0] for group in groups]  # outputs are named after the first channel
+    if fmt == "dicom-seg":
+        from .dicom_seg import DicomSegError, check_dicom_inputs, write_dicom_seg
+
+        if run.task != "segmentation":
+            raise DicomSegError(
+                f"--format dicom-seg writes segmentation masks; '{run.run_dir.name}' is a "
+                f"{run.task} run"
+            )
+        check_dicom_inputs(images)
     folder = paths.resolve(out) if out is not None else run.run_dir / "predict"
     folder.mkdir(parents=True, exist_ok=True)
     names = run.label_names()
     rows, failed, used = [], [], set()
-    for path in tqdm(images, desc="predict", disable=quiet, leave=False):
+    for group in tqdm(groups, desc="predict", disable=quiet, leave=False):
+        path = group[0]
         try:
             image = read_image(path)
-            tensor, meta = preprocess_image(run, image)
+            tensor, meta = preprocess_image(run, [image, *map(read_image, group[1:])])
         except ProjectError as exc:  # unreadable, or not an image this run can take
             failed.append(str(exc))
             continue
@@ -132,31 +231,40 @@ def predict(
         if run.task == "classification":
             rows.append(
                 {
-                    "input": str(path),
+                    "input": ",".join(map(str, group)),
                     "prediction": names[int(probs.argmax())],
                     **{f"prob_{n}": f"{float(p):.6g}" for n, p in zip(names, probs, strict=True)},
                 }
             )
             continue
-        labels = (
-            to_source_grid(probs, meta)
-            .argmax(0)
-            .astype(np.uint8 if len(names) <= 256 else np.int32)
-        )
+        del tensor  # the input is not needed any more: a whole volume's worth of memory
+        labels = class_labels(to_source_grid(probs, meta))  # uint8: 1 byte a voxel
         name = _output_name(path)
         stem, count = name, 1
         while stem in used:  # two inputs of the same name from different folders
             count += 1
             stem = f"{name}-{count}"
         used.add(stem)
-        target = write_nifti(labels, image.affine, folder / f"{stem}.nii.gz")
+        # the input's own qform/sform and codes (NIfTI), so ITK-based viewers overlay it exactly
+        target = write_nifti(labels, image.affine, folder / f"{stem}.nii.gz", header=image.meta)
+        extra = {}
+        if fmt == "dicom-seg":
+            seg = write_dicom_seg(
+                labels,
+                path,
+                folder / f"{stem}.seg.dcm",
+                names,
+                series_uid=image.meta.get("series_uid") or None,
+            )
+            extra = {"dicom_seg": seg.name}
         voxel = float(np.prod(image.spacing))
         unit = 1000.0 if image.ndim == 3 else 1.0  # mm3 -> ml; mm2 stays mm2
         counts = np.bincount(labels.ravel(), minlength=len(names))
         rows.append(
             {
-                "input": str(path),
+                "input": ",".join(map(str, group)),
                 "output": target.name,
+                **extra,
                 **{
                     f"{'ml' if image.ndim == 3 else 'mm2'}_{names[k]}": f"{counts[k] * voxel / unit:.6g}"
                     for k in range(1, len(names))
@@ -165,6 +273,20 @@ def predict(
         )
     if rows:
         atomic_write_csv(folder / "predictions.csv", rows, list(rows[0]))
+    tested = test_images(run, images)
+    if tested:
+        print(
+            f"note: {len(tested)} of the {len(images)} inputs are test cases of splits.json: "
+            "recorded as a use of the test set",
+            file=sys.stderr,
+        )
+        record_test_use(
+            "predict",
+            [r.run_dir for r in runs],
+            str(run.cfg.data.root),
+            {"checkpoint": checkpoint, "test_images": len(tested), "out": str(folder)},
+            echo=lambda line: print(line, file=sys.stderr),
+        )
     if failed:
         raise PredictError(
             f"{len(failed)} of {len(images)} inputs could not be predicted "

@@ -42,8 +42,8 @@ def gradcam(scorer: nn.Module, image: torch.Tensor, target: int, layer: nn.Modul
     Raises:
         LayerError: the layer's output is not a spatial feature map with the image's axes.
     """
-    if image.ndim not in (4, 5) or image.shape[:2] != (1, 1):
-        raise ValueError(f"image must have shape (1, 1, *S), got {tuple(image.shape)}")
+    if image.ndim not in (4, 5) or image.shape[0] != 1:
+        raise ValueError(f"image must have shape (1, C, *S), got {tuple(image.shape)}")
     sizes: list[tuple[int, ...]] = []
 
     def record(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:

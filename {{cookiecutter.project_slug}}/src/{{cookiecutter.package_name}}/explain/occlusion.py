@@ -60,8 +60,8 @@ def occlusion_map(
     """The mean score drop per voxel under a sliding patch.
 
     Args:
-        scorer: ``(B, 1, *S) -> (B, K)`` (see :mod:`.scores`), in eval mode.
-        image: ``(1, 1, *S)`` preprocessed image.
+        scorer: ``(B, C, *S) -> (B, K)`` (see :mod:`.scores`), in eval mode.
+        image: ``(1, C, *S)`` preprocessed image; the patch hides every channel at once.
         target: class index into the ``K`` scores.
         window: patch size per spatial axis (default :func:`patch_geometry`).
         stride: step per spatial axis (default :func:`patch_geometry`).
@@ -70,9 +70,9 @@ def occlusion_map(
     Returns:
         ``(*S)`` float32 map in score units (positive: the voxel supports the class).
     """
-    if image.ndim not in (4, 5) or image.shape[:2] != (1, 1):
-        raise ValueError(f"image must have shape (1, 1, *S), got {tuple(image.shape)}")
-    spatial = tuple(image.shape[2:])
+    if image.ndim not in (4, 5) or image.shape[0] != 1:
+        raise ValueError(f"image must have shape (1, C, *S), got {tuple(image.shape)}")
+    channels, spatial = int(image.shape[1]), tuple(image.shape[2:])
     default_window, default_stride = patch_geometry(spatial)
     window = tuple(int(w) for w in (window or default_window))
     stride = tuple(int(s) for s in (stride or default_stride))
@@ -85,8 +85,8 @@ def occlusion_map(
     with torch.no_grad():
         attribution = Occlusion(scorer).attribute(
             image.detach(),
-            sliding_window_shapes=(1, *window),
-            strides=(1, *stride),
+            sliding_window_shapes=(channels, *window),
+            strides=(channels, *stride),
             baselines=value,
             target=int(target),
             perturbations_per_eval=BATCH,
@@ -101,10 +101,11 @@ def control_region(region: np.ndarray) -> np.ndarray:
 
 
 def covered(image: torch.Tensor, region: np.ndarray, baseline: float) -> torch.Tensor:
-    """A copy of ``image`` ``(1, 1, *S)`` with the voxels of ``region`` ``(*S)`` set to ``baseline``."""
+    """A copy of ``image`` ``(1, C, *S)`` with the voxels of ``region`` ``(*S)`` set to
+    ``baseline`` in every channel."""
     mask = torch.as_tensor(np.asarray(region, dtype=bool), device=image.device)
     out = image.detach().clone()
-    out[0, 0][mask] = baseline
+    out[0][:, mask] = baseline
     return out
 
 

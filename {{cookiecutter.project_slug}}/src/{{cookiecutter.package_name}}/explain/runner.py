@@ -16,7 +16,9 @@ segmentation cases with a labelled region first, so that a few cases show what m
 Saliency, Grad-CAM and occlusion explain the predicted class (classification) or the foreground
 class with the most predicted voxels (segmentation; see :mod:`.scores`). TCAV tests each class
 on the chosen cases of that class (classification), or every foreground class on every chosen
-case (segmentation).
+case (segmentation), against :data:`~.tcav.RANDOM_SETS` random sets of crops of training images
+(the concept's sizes and number), at one layer or several (``--layer a,b``); its p-values are
+Bonferroni-corrected over the classes times the layers tested (see :mod:`.tcav`).
 
 The network sees each whole image at once (every model of the project takes any size), not
 sliding windows as in ``evaluate``: Grad-CAM and TCAV need one forward pass in which the layer
@@ -61,7 +63,7 @@ from .layers import find_layer
 from .occlusion import occlusion_map, region_test
 from .saliency import saliency
 from .scores import Explained, prepare
-from .tcav import RANDOM_SETS, assess_concept, pooled_activations, pooled_gradients
+from .tcav import ALPHA, RANDOM_SETS, assess_concept, pooled_activations, pooled_gradients
 
 LABELS = {"saliency": "Saliency", "gradcam": "Grad-CAM", "occlusion": "Occlusion", "tcav": "TCAV"}
 UNITS = {
@@ -97,7 +99,8 @@ def explain(
         cases: how many cases to explain (all of the split when it has fewer).
         split: ``"val"`` (the run's fold) or ``"test"``.
         layer: Grad-CAM's and TCAV's layer, a ``named_modules`` name (default: the last
-            convolution, see :mod:`.layers`).
+            convolution, see :mod:`.layers`); TCAV takes several, separated by commas, and
+            corrects its p-values for them.
         concept: TCAV's concept: a folder of images, a list file, or image files (default on
             segmentation data: lesion patches of the training cases).
         region: ``"mask"`` to also cover the labelled region at once (occlusion only).
@@ -121,9 +124,7 @@ def explain(
     _check_options(method, layer, concept, region)
     run = load_run(run_dir, checkpoint)
     run.model.to(_device(run.cfg.device))
-    layer_name, layer_module = (
-        find_layer(run.model, layer) if method in ("gradcam", "tcav") else (None, None)
-    )
+    layers = _find_layers(run.model, method, layer)
     chosen = choose_cases(run, split, cases)
     out = run.run_dir / "explain" / method
     summary: dict[str, Any] = {
@@ -134,12 +135,12 @@ def explain(
         "split": split,
         "date": datetime.now().isoformat(timespec="seconds"),
     }
-    if layer_name is not None:
-        summary["layer"] = layer_name
+    if layers:
+        summary["layer"] = ", ".join(layers)
     if method == "tcav":
-        summary |= _tcav(run, chosen, layer_name, layer_module, concept, out)
+        summary |= _tcav(run, chosen, layers, concept, out)
     else:
-        summary |= _maps(run, chosen, method, layer_module, region, out)
+        summary |= _maps(run, chosen, method, next(iter(layers.values()), None), region, out)
     summary["finding"] = _finding(method, summary)
     _write_json(out / "summary.json", summary)
     return out
@@ -154,6 +155,26 @@ def _check_options(
         raise ExplainError(f"--concept applies to tcav, not to {method}")
     if region is not None and method != "occlusion":
         raise ExplainError(f"--region applies to occlusion, not to {method}")
+
+
+def _find_layers(
+    model: torch.nn.Module, method: str, layer: str | None
+) -> dict[str, torch.nn.Module]:
+    """The layers Grad-CAM (one) or TCAV (one or several, comma-separated) looks at, by name.
+
+    Raises:
+        ExplainError: several layers for Grad-CAM, or a layer named twice.
+        LayerError: a name the network does not have.
+    """
+    if method not in ("gradcam", "tcav"):
+        return {}
+    names = [None] if layer is None else [n.strip() for n in layer.split(",")]
+    if len(names) > 1 and method != "tcav":
+        raise ExplainError(f"{method} takes one --layer, got {layer!r}")
+    found = dict(find_layer(model, n) for n in names)
+    if len(found) < len(names):
+        raise ExplainError(f"--layer names a layer twice: {layer!r}")
+    return found
 
 
 def _device(name: str) -> torch.device:
@@ -290,7 +311,8 @@ def _maps(
             item["image"][0].numpy(),
             attribution,
             out / row["png"],
-            title=_title(method, case.case_id, explained, names, row, run.task),
+            title=_title(method, case.case_id, explained, names, row, run.task)
+            + _channels_note(run, method),
             region=region if has_region else None,
             spacing=dataset.geometry(index).get("spacing"),
             signed=method == "occlusion",
@@ -330,6 +352,18 @@ def _maps(
         result["region"] = {k: v for k, v in region_result.items() if k != "cases"}
         result["region"]["cases"] = len(tests)
     return result
+
+
+def _channels_note(run: LoadedRun, method: str) -> str:
+    """For a multi-channel run: how the map combines the channels and which one is shown."""
+    if run.in_channels == 1:
+        return ""
+    how = {
+        "saliency": "|gradient| summed over the channels",
+        "gradcam": "one map for all channels (from the layer's features)",
+        "occlusion": "each patch hidden in all channels at once",
+    }[method]
+    return f"\n{run.in_channels} channels ({', '.join(run.channels)}): {how}; shown on '{run.channels[0]}'"
 
 
 def _title(
@@ -405,12 +439,23 @@ def _region_row(
 def _tcav(
     run: LoadedRun,
     chosen: list[Case],
-    layer_name: str | None,
-    layer: torch.nn.Module | None,
+    layers: dict[str, torch.nn.Module],
     concept: Sequence[str | Path] | None,
     out: Path,
 ) -> dict[str, Any]:
-    assert layer is not None and layer_name is not None
+    """TCAV of a concept at each of ``layers``: writes ``scores.json`` and ``tcav.png``.
+
+    Returns:
+        The summary's TCAV part: the concept, the cases, the test's settings (random sets,
+        alpha, the number of tests corrected for) and per class and layer the scores and
+        p-values.
+    """
+    if run.in_channels > 1:
+        raise ExplainError(
+            f"TCAV takes single-channel runs; '{run.run_dir.name}' was trained on "
+            f"{run.in_channels} channels ({', '.join(run.channels)}): use saliency, gradcam or "
+            "occlusion"
+        )
     device = next(run.model.parameters()).device
     rng = np.random.default_rng(run.cfg.seed)
     train_cases = fold_cases(paths.resolve(run.cfg.data.root), run.task, run.cfg.data.fold)[0]
@@ -439,16 +484,20 @@ def _tcav(
             "a list file of images, or image files"
         )
     sizes = [e.shape for e in examples]
-    randoms = [random_crops(images, sizes, rng, avoid) for _ in range(RANDOM_SETS + 1)]
+    randoms = [random_crops(images, sizes, rng, avoid) for _ in range(RANDOM_SETS)]
+    activations: dict[str, tuple[np.ndarray, list[np.ndarray]]] = {}
     try:
-        concept_acts = pooled_activations(run.model, layer, examples, device)
-        random_acts = [pooled_activations(run.model, layer, r, device) for r in randoms]
+        for layer_name, layer in layers.items():
+            activations[layer_name] = (
+                pooled_activations(run.model, layer, examples, device),
+                [pooled_activations(run.model, layer, r, device) for r in randoms],
+            )
     except ValueError as exc:  # e.g. examples smaller than the network accepts
         raise ExplainError(f"the network cannot take the concept's examples: {exc}") from None
 
     dataset = eval_dataset(run, chosen)
     names = run.label_names()
-    gradients: dict[int, list[np.ndarray]] = {}
+    gradients: dict[str, dict[int, list[np.ndarray]]] = {n: {} for n in layers}
     for index in range(len(dataset)):
         item = dataset[index]
         image = item["image"][None].to(device)
@@ -456,43 +505,73 @@ def _tcav(
         classes = (
             list(range(1, run.num_classes)) if run.task == "segmentation" else [int(item["label"])]
         )
-        grads = pooled_gradients(explained.scorer, layer, image, classes)
-        for k, row in zip(classes, grads, strict=True):
-            gradients.setdefault(k, []).append(row)
-    results = assess_concept(
-        concept_acts, random_acts, {k: np.stack(v) for k, v in sorted(gradients.items())}
-    )
-    classes_out = [{"class": k, "name": names[k], **r} for k, r in results.items()]
+        for layer_name, layer in layers.items():
+            grads = pooled_gradients(explained.scorer, layer, image, classes)
+            for k, row in zip(classes, grads, strict=True):
+                gradients[layer_name].setdefault(k, []).append(row)
+    tested = len(next(iter(gradients.values())))
+    tests = tested * len(layers)  # the Bonferroni correction: classes x layers
+    classes_out = []
+    for layer_name, (concept_acts, random_acts) in activations.items():
+        per_class = {k: np.stack(v) for k, v in sorted(gradients[layer_name].items())}
+        results = assess_concept(concept_acts, random_acts, per_class, tests=tests)
+        classes_out += [
+            {"class": k, "name": names[k], "layer": layer_name, **r} for k, r in results.items()
+        ]
+    test = {
+        "random_sets": RANDOM_SETS,
+        "alpha": ALPHA,
+        "correction": "bonferroni",
+        "tests": tests,
+        "corrected_over": f"{_count(tested, 'class', 'classes')} x "
+        f"{_count(len(layers), 'layer', 'layers')}",
+    }
+    shown = ", ".join(layers)
     scores = {
         "concept": name,
         "source": source,
         "examples": len(examples),
-        "layer": layer_name,
-        "random_sets": RANDOM_SETS,
+        "layer": shown,
+        "layers": list(layers),
+        **test,
         "inputs": [c.case_id for c in chosen],
         "classes": classes_out,
     }
     _write_json(out / "scores.json", scores)
-    plot_tcav(classes_out, out / "tcav.png", title=f"TCAV: concept '{name}' at layer {layer_name}")
+    where = f"layer{'s' * (len(layers) > 1)} {shown}"
+    plot_tcav(classes_out, out / "tcav.png", title=f"TCAV: concept '{name}' at {where}")
     return {
         "concept": name,
         "cases": [c.case_id for c in chosen],
+        "layers": list(layers),
+        **test,
         "classes": [
             {
                 key: c[key]
                 for key in (
                     "class",
                     "name",
+                    "layer",
                     "inputs",
                     "tcav",
+                    "tcav_std",
                     "random_tcav",
+                    "random_tcav_std",
                     "p_value",
+                    "p_value_corrected",
+                    "tests",
+                    "alpha",
+                    "random_sets",
                     "significant",
                 )
             }
             for c in classes_out
         ],
     }
+
+
+def _count(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
 
 
 def _spread(total: int, count: int) -> list[int]:
@@ -517,15 +596,22 @@ def _finding(method: str, summary: dict[str, Any]) -> str:
     label = LABELS[method]
     if method == "tcav":
         parts = []
+        several = len(summary["layers"]) > 1
         for c in summary["classes"]:
             verdict = "significant" if c["significant"] else "not significant"
+            where = f" at {c['layer']}" if several else ""
             parts.append(
-                f"{c['tcav']:.2f} for class '{c['name']}' vs {c['random_tcav']:.2f} for random "
-                f"concepts (p = {c['p_value']:.2g}, {verdict} at 0.05; {c['inputs']} cases)"
+                f"{c['tcav']:.2f} for class '{c['name']}'{where} vs {c['random_tcav']:.2f} for "
+                f"random sets (p = {c['p_value']:.2g}, corrected {c['p_value_corrected']:.2g}: "
+                f"{verdict}; {_count(c['inputs'], 'case', 'cases')})"
             )
+        tests = _count(summary["tests"], "test", "tests")
+        layers = "layers" if several else "layer"
         return (
-            f"TCAV at layer {summary['layer']}: concept '{summary['concept']}' scores "
-            + "; ".join(parts)
+            f"TCAV at {layers} {summary['layer']} against {summary['random_sets']} random sets: "
+            f"concept '{summary['concept']}' scores " + "; ".join(parts) + f". Significant "
+            f"means p < {summary['alpha']:g} after Bonferroni correction for {tests} "
+            f"({summary['corrected_over']})"
         )
     count = len(summary["cases"])
     if "layer" in summary:

@@ -72,13 +72,13 @@ def prepare(model: nn.Module, task: str, image: torch.Tensor) -> Explained:
     Args:
         model: the network in eval mode.
         task: ``"classification"`` or ``"segmentation"``.
-        image: ``(1, 1, *S)`` preprocessed image on the model's device.
+        image: ``(1, C, *S)`` preprocessed image on the model's device.
 
     Returns:
         The :class:`Explained` scorer and target.
     """
-    if image.ndim not in (4, 5) or image.shape[:2] != (1, 1):
-        raise ValueError(f"image must have shape (1, 1, *S), got {tuple(image.shape)}")
+    if image.ndim not in (4, 5) or image.shape[0] != 1:
+        raise ValueError(f"image must have shape (1, C, *S), got {tuple(image.shape)}")
     logits = model(image).float()
     if task == "classification":
         probs = torch.softmax(logits, dim=1)[0]

@@ -45,7 +45,7 @@ class CNNClassifier(nn.Module):
             the channels.
         base_channels: channels after the stem.
         blocks_per_stage: residual blocks per stage (the first one downsamples).
-        norm: ``"batch"``, ``"instance"`` or ``"none"``.
+        norm: ``"batch"``, ``"instance"``, ``"group"`` or ``"none"``.
         activation: one of :data:`~.layers.ACTIVATIONS`.
         dropout: dropout rate on the pooled features, before the dense layer (0 = off).
         spatial_dropout: whole-channel dropout rate inside every block (0 = off).

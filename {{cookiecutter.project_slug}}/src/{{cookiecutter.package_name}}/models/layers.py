@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-NORMS = ("batch", "instance", "none")
+NORMS = ("batch", "instance", "group", "none")
+GROUPS = 8  # groups of "group" normalisation (fewer when the channels are not a multiple)
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "tanh", "sigmoid")
 LEAKY_SLOPE = 0.01  # negative slope of leaky_relu, also used by the He initialisation
 
@@ -82,12 +83,22 @@ def conv_nd(spatial_dims: int) -> type[nn.Module]:
 
 
 def make_norm(norm: str, spatial_dims: int, channels: int) -> nn.Module:
-    """A normalisation layer: ``"batch"``, ``"instance"`` (with learnable scale and shift) or ``"none"``."""
+    """A normalisation layer: ``"batch"``, ``"instance"`` (with learnable scale and shift),
+    ``"group"`` or ``"none"``.
+
+    Batch normalisation estimates its statistics over the batch: with whole 3D volumes and a
+    batch of 2, the last stage of a classifier holds a few values per channel and the estimate is
+    noise. Group normalisation (Wu and He, 2018) normalises each example over groups of channels
+    and space, so it behaves the same at any batch size; it uses ``gcd(GROUPS, channels)``
+    groups.
+    """
     check_choice("norm", norm, NORMS)
     if norm == "none":
         return nn.Identity()
     if norm == "batch":
         return (nn.BatchNorm2d if spatial_dims == 2 else nn.BatchNorm3d)(channels)
+    if norm == "group":
+        return nn.GroupNorm(math.gcd(GROUPS, channels), channels)
     return (nn.InstanceNorm2d if spatial_dims == 2 else nn.InstanceNorm3d)(channels, affine=True)
 
 

@@ -26,7 +26,7 @@ from .layers import check_choice, check_input, check_probability, crop_to, pad_t
 
 DYNUNET_NORMS = ("instance", "batch")
 SEGRESNET_NORMS = ("group", "instance", "batch")
-DENSENET_NORMS = ("batch", "instance")
+DENSENET_NORMS = ("batch", "instance", "group")
 MAX_FILTERS = 320  # nnU-Net caps 3D feature maps at 320 channels
 # DenseNet121 halves the size five times (stem, max pooling, three average poolings); the last
 # pooling needs 2 voxels, so every input size must be at least 29.
@@ -180,7 +180,7 @@ def build_densenet121(
         spatial_dims, in_channels, out_channels: as for every model.
         base_channels: channels of the stem (``init_features``, 64 in the paper).
         growth_rate: channels each dense layer adds (32 in the paper).
-        norm: ``"batch"`` or ``"instance"``.
+        norm: ``"batch"``, ``"instance"`` or ``"group"`` (8 groups: batch-size independent).
         dropout: dropout rate inside the dense layers.
     """
     check_choice("norm", norm, DENSENET_NORMS)
@@ -189,6 +189,11 @@ def build_densenet121(
         raise ValueError(
             f"densenet121 needs base_channels and growth_rate >= 1; got {base_channels}, {growth_rate}"
         )
+    if norm == "group" and (base_channels % 8 or growth_rate % 8):
+        raise ValueError(
+            "densenet121 with norm 'group' needs base_channels and growth_rate divisible by 8; "
+            f"got {base_channels}, {growth_rate}"
+        )
     net = CheckedDenseNet121(
         spatial_dims=spatial_dims,
         in_channels=in_channels,
@@ -196,7 +201,7 @@ def build_densenet121(
         init_features=base_channels,
         growth_rate=growth_rate,
         pretrained=False,  # True would download ImageNet weights: never
-        norm=norm,
+        norm=("group", {"num_groups": 8}) if norm == "group" else norm,
         dropout_prob=dropout,
     )
     return _remember(net, spatial_dims, in_channels)

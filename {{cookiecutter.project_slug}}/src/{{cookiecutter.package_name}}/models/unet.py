@@ -65,7 +65,7 @@ class UNet(nn.Module):
         depth: number of times the resolution halves (the stem counts as the first), >= 1;
             the deepest features are ``2**depth`` times coarser than the input.
         base_channels: channels at the first level; each level doubles them.
-        norm: ``"batch"``, ``"instance"`` or ``"none"``.
+        norm: ``"batch"``, ``"instance"``, ``"group"`` or ``"none"``.
         activation: one of :data:`~.layers.ACTIVATIONS`.
         dropout: element-wise dropout rate inside every block (0 = off).
         spatial_dropout: whole-channel dropout rate inside every block (0 = off).

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from .. import paths
@@ -28,6 +27,7 @@ from ..models.registry import TASK_MODELS
 from ..utils.errors import ConfigError
 from ..utils.io import atomic_write_csv
 from . import losses, optim
+from .distributed import Dist
 
 OVERFIT_CASES = 4  # overfit=true trains (and validates) on this many cases
 OVERFIT_TARGET = 0.95  # the training metric an overfit run should reach
@@ -73,7 +73,11 @@ def loader_settings(cfg: Config) -> LoaderSettings:
         patch_size=tuple(cfg.data.patch_size) if segmentation else None,
         foreground_fraction=cfg.data.foreground_fraction,
         target_spacing=tuple(cfg.data.target_spacing) if cfg.data.target_spacing else None,
-        window=tuple(cfg.data.window) if cfg.data.window else None,
+        # The window is in HU: it belongs to CT only. Clipping MR or a 12-bit radiograph at
+        # 300 would flatten most of the image (and every nodule) to one value.
+        window=(
+            tuple(cfg.data.window) if cfg.data.window and cfg.data.normalization == "ct" else None
+        ),
         normalisation={"zscore": "mr"}.get(cfg.data.normalization, cfg.data.normalization),
         augment=cfg.data.augment,
         cache_dir=paths.resolve(cfg.data.cache_dir) if cfg.data.cache_dir else None,
@@ -175,13 +179,30 @@ def activity_penalty(logits: torch.Tensor, cfg: Config) -> torch.Tensor:
     return penalty
 
 
-def shared_run_dir(ddp: Any, make: Callable[[], Path]) -> Path:
-    """Rank 0 creates the run folder; the other ranks learn its path."""
+def shared_run_dir(ddp: Dist, make: Callable[[], Path]) -> Path:
+    """Rank 0 creates the run folder; the other ranks learn its path.
+
+    Args:
+        ddp: this process's place in the ``torchrun`` job.
+        make: creates the folder and returns its path (called on rank 0 only).
+
+    Returns:
+        The run folder, the same on every rank.
+
+    Raises:
+        TrainingError: ``make`` failed on rank 0: every rank stops with its message rather than
+            waiting for a path that never comes (one process: ``make``'s own error).
+    """
     if not ddp.active:
         return make()
-    box = [str(make()) if ddp.main else ""]
-    dist.broadcast_object_list(box, src=0)
-    return Path(box[0])
+    folder, failure = None, None
+    if ddp.main:
+        try:
+            folder = str(make())
+        except Exception as exc:  # raised on every rank by settle
+            failure = exc
+    ddp.settle(failure)
+    return Path(ddp.share(folder))
 
 
 def record_layers(
@@ -241,12 +262,19 @@ def settings_summary(cfg: Config) -> str:
     return ", ".join(parts)
 
 
-def build(cfg: Config, num_classes: int) -> nn.Module:
-    """The configured model (for evaluation code that needs the same network)."""
+def build(cfg: Config, num_classes: int, in_channels: int = 1) -> nn.Module:
+    """The configured model (for evaluation code that needs the same network).
+
+    Args:
+        cfg: the run's configuration.
+        num_classes: output channels.
+        in_channels: input channels (the manifest's ``image_<channel>`` columns; 1 for one
+            ``image`` column).
+    """
     return build_model(
         cfg.model.name,
         spatial_dims=cfg.spatial_dims,
-        in_channels=1,
+        in_channels=in_channels,
         out_channels=num_classes,
         **model_options(cfg),
     )

@@ -85,7 +85,7 @@ def lr_range_test(
         worker_init_fn=worker_init_fn,
         drop_last=len(dataset) > cfg.train.batch_size,
     )
-    model = builders.build(cfg, num_classes)
+    model = builders.build(cfg, num_classes, dataset.in_channels)
     loss_fn = builders.loss(cfg, dataset, num_classes)
     optimizer = builders.optimizer(model, cfg)
     factor = (end_lr / start_lr) ** (1 / max(1, steps - 1))

@@ -15,10 +15,13 @@ from typing import Any
 from ..utils.io import atomic_write_csv, atomic_write_text
 
 EXPERIMENTS_HEADER = (
-    "# Experiments\n\nOne line per training run, appended by `train`.\n\n"
-    "| date | run | note | task | model | settings | status | best validation |\n"
-    "|---|---|---|---|---|---|---|---|\n"
+    "# Experiments\n\nOne line per training run, appended by `train`, and one per use of the "
+    "held-out test set (TEST SET), appended by `evaluate`, `compare` and `predict`.\n\n"
+    "| date | run | note | task | dataset | normalization | model | settings | status "
+    "| best validation |\n"
+    "|---|---|---|---|---|---|---|---|---|---|\n"
 )
+TABLE_HEADER = EXPERIMENTS_HEADER[EXPERIMENTS_HEADER.index("| date") :]
 
 
 def new_run_dir(runs_root: Path, name: str, now: datetime | None = None) -> Path:
@@ -83,15 +86,40 @@ def write_notes(run_dir: Path, note: str | None, resumed: bool = False) -> None:
     atomic_write_text(path, text)
 
 
+def _data_settings(run_dir: Path) -> dict[str, str]:
+    """``dataset`` (data.root) and ``normalization`` from the run's ``config.yaml`` ('' where
+    it lacks them), so runs on different datasets never look the same in the log."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+        data = raw.get("data") or {}
+        return {
+            "dataset": str(data.get("root") or ""),
+            "normalization": str(data.get("normalization") or ""),
+        }
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+        return {"dataset": "", "normalization": ""}
+
+
 def append_experiment(log: Path, run_dir: Path, fields: dict[str, str]) -> None:
-    """Append one line for this run to ``EXPERIMENTS.md`` (created with a header if missing)."""
+    """Append one line for this run to ``EXPERIMENTS.md`` (created with a header if missing;
+    a log with an older table header gets the current header before the line).
+
+    ``fields`` gives ``note``, ``task``, ``model``, ``settings``, ``status``, ``best``;
+    ``dataset`` and ``normalization`` default to the run's ``config.yaml`` values.
+    """
     text = log.read_text(encoding="utf-8") if log.exists() else EXPERIMENTS_HEADER
+    if TABLE_HEADER.splitlines()[0] not in text.splitlines():
+        text = text.rstrip("\n") + "\n\n" + TABLE_HEADER
+    fields = {**_data_settings(run_dir), **fields}
 
     def cell(value: str) -> str:
         return str(value).replace("|", "\\|").replace("\n", " ")
 
     date = datetime.now().strftime("%Y-%m-%d %H:%M")
     cells = [date, f"`{run_dir.name}`"] + [
-        cell(fields.get(k, "")) for k in ("note", "task", "model", "settings", "status", "best")
+        cell(fields.get(k, ""))
+        for k in ("note", "task", "dataset", "normalization", "model", "settings", "status", "best")
     ]
     atomic_write_text(log, text + "| " + " | ".join(cells) + " |\n")

@@ -6,17 +6,43 @@ import csv
 import io
 import os
 import shutil
+import stat
 import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
+def current_umask() -> int:
+    """The process umask (read without changing it where the OS allows, e.g. Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (a brief, process-wide change)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode(path: Path) -> int:
+    """The permission bits ``path`` gets when written: those of the file it replaces, else
+    ``0o666 & ~umask`` like any file an ordinary ``open`` creates."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~current_umask()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
 
     The bytes go to a temporary file in the same folder, are flushed to disk, and the file is
-    renamed over ``path`` (an atomic step on POSIX and Windows).
+    renamed over ``path`` (an atomic step on POSIX and Windows). The file's permissions follow
+    the umask like any other new file (``mkstemp``'s private 0600 would hide reports and
+    configs from the rest of a group), or stay those of the file it replaces.
 
     Args:
         path: destination file; its folder is created when missing.
@@ -33,6 +59,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, new_file_mode(path))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

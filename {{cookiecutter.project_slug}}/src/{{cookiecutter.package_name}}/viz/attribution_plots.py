@@ -136,11 +136,17 @@ def plot_attribution(
 
 
 def plot_tcav(results: Sequence[Mapping[str, Any]], path: str | Path, *, title: str) -> Path:
-    """Bars of the concept's mean TCAV score beside random concepts', per class, with p-values.
+    """Bars of the concept's mean TCAV score beside random sets', per class, with p-values.
+
+    The concept's dots are its scores against each random set; the random sets' dots are each
+    random set's mean score against the other sets, the null the concept's mean is tested
+    against. The p-value shown is the Bonferroni-corrected one.
 
     Args:
         results: per class ``{"name", "tcav", "tcav_std", "random_tcav", "random_tcav_std",
-            "scores", "random_scores", "p_value", "significant"}`` (see :mod:`..explain.tcav`).
+            "scores", "random_scores", "p_value_corrected", "alpha", "tests", "significant"}``
+            (see :func:`..explain.tcav.assess_concept`), and ``"layer"`` (shown under the class
+            names when the results span several layers).
         path: the ``.png`` to write.
         title: the figure title (concept, layer).
 
@@ -156,7 +162,7 @@ def plot_tcav(results: Sequence[Mapping[str, Any]], path: str | Path, *, title: 
     for i, result in enumerate(results):
         for offset, key, colour, label in (
             (-width / 2, "tcav", "#0a84ff", "concept"),
-            (width / 2, "random_tcav", "#8e8e93", "random concepts"),
+            (width / 2, "random_tcav", "#8e8e93", "random sets"),
         ):
             mean, std = float(result[key]), float(result[f"{key}_std"])
             axis.bar(
@@ -177,14 +183,22 @@ def plot_tcav(results: Sequence[Mapping[str, Any]], path: str | Path, *, title: 
                 color="black",
                 zorder=3,
             )
-        p = float(result["p_value"])
+        p = float(result["p_value_corrected"])
         star = " *" if result["significant"] else ""
         axis.text(i, 1.04, f"p = {p:.2g}{star}", ha="center", fontsize=9)
-    axis.set_xticks(range(len(results)), [str(r["name"]) for r in results])
+    several = len({r.get("layer") for r in results}) > 1
+    labels = [f"{r['name']}\n{r['layer']}" if several else str(r["name"]) for r in results]
+    axis.set_xticks(range(len(results)), labels)
     axis.set_ylim(0, 1.12)
     axis.axhline(0.5, color="#c7c7cc", lw=0.8, ls="--")
-    axis.set_xlabel("class")
+    axis.set_xlabel("class and layer" if several else "class")
     axis.set_ylabel("TCAV score (share of inputs with positive sensitivity)")
     axis.legend(loc="lower right", fontsize=8)
-    axis.set_title(f"{title}\n(* p < 0.05, two-sided t-test against random concepts)", fontsize=9)
+    first = results[0]
+    tests = int(first["tests"])
+    axis.set_title(
+        f"{title}\np: two-sided, Bonferroni-corrected for {tests} test{'s' * (tests != 1)}; "
+        f"* p < {float(first['alpha']):g}\ndots: concept vs each random set; each random set's mean",
+        fontsize=9,
+    )
     return save_figure(fig, path)

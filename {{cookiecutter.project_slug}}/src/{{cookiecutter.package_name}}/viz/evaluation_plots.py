@@ -118,7 +118,10 @@ def plot_metric_spread(
         values: metric name -> per-case values (NaN left out).
         path: the PNG to write.
         title: the figure's title.
-        units: metric name -> unit for its axis label (``""`` for none).
+        units: metric name -> unit (or qualifier, e.g. an NSD tolerance) for its axis label;
+            a metric not in it has none.
+
+    Each panel's title says how many cases it shows, and of how many when some were NaN.
     """
     names = [n for n, v in values.items() if np.isfinite(np.asarray(v, dtype=float)).any()]
     if not names:
@@ -128,13 +131,15 @@ def plot_metric_spread(
     rng = np.random.default_rng(0)  # jitter only, fixed so the figure is reproducible
     for axis, name in zip(axes, names, strict=True):
         data = np.asarray(values[name], dtype=float)
+        total = data.size
         data = data[np.isfinite(data)]
         axis.boxplot(data, widths=0.5, showfliers=False)
         axis.scatter(1 + rng.uniform(-0.12, 0.12, data.size), data, s=12, alpha=0.7)
         unit = units.get(name, "")
         axis.set_ylabel(f"{name} ({unit})" if unit else name)
         axis.set_xticks([])
-        axis.set_title(f"{name}: {data.size} cases", fontsize=9)
+        shown = f"{data.size} cases" if data.size == total else f"{data.size} of {total} cases"
+        axis.set_title(f"{name}: {shown}", fontsize=9)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return save_figure(fig, path)
@@ -191,11 +196,30 @@ def plot_roc(
     aurocs: Mapping[str, float],
     path: str | Path,
     title: str,
+    positive: str | None = None,
 ) -> Path:
-    """ROC curves, one-vs-rest per class (the positive class only for two classes)."""
+    """ROC curves, one-vs-rest per class (the positive class only for two classes).
+
+    Args:
+        labels: true class indices, shape ``(N,)``.
+        probabilities: scores per class, shape ``(N, K)``.
+        class_names: K names in class-index order.
+        aurocs: class name -> AUROC, shown in the legend.
+        path: the PNG to write.
+        title: the figure's title.
+        positive: binary tasks: the positive class's name (default: ``class_names[1]``); the
+            axes name it.
+
+    Raises:
+        ValueError: ``positive`` is not one of two class names.
+    """
     truth = np.asarray(labels)
     probs = np.asarray(probabilities, dtype=float)
-    shown = [1] if len(class_names) == 2 else list(range(len(class_names)))
+    names = [str(n) for n in class_names]
+    if positive is not None and (len(names) != 2 or positive not in names):
+        raise ValueError(f"positive must be one of two class names {names}, got '{positive}'")
+    index = names.index(positive) if positive is not None else 1
+    shown = [index] if len(names) == 2 else list(range(len(names)))
     fig = Figure(figsize=(4.6, 4.4))
     axis = fig.subplots()
     axis.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="chance")
@@ -208,8 +232,9 @@ def plot_roc(
         axis.plot(fpr, tpr, lw=1.8, label=f"{name} (AUROC {aurocs.get(name, float('nan')):.3f})")
     axis.set_xlim(0, 1)
     axis.set_ylim(0, 1.01)
-    axis.set_xlabel("false positive rate (1 - specificity)")
-    axis.set_ylabel("true positive rate (sensitivity)")
+    about = f" of '{names[index]}'" if len(names) == 2 else ", one-vs-rest"
+    axis.set_xlabel(f"false positive rate (1 - specificity{about})")
+    axis.set_ylabel(f"true positive rate (sensitivity{about})")
     axis.set_title(title, fontsize=10)
     axis.legend(loc="lower right", fontsize=8)
     fig.tight_layout()

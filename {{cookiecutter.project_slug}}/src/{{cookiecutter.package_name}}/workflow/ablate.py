@@ -7,6 +7,13 @@ plus that change alone, named ``ablate-<key>-<value>``), then tabulates the best
 validation metric of each and its difference from the baseline. Every ``--try`` is checked by the
 config loader before anything trains, so a typo costs nothing.
 
+Is a change real? Each finished run is evaluated on its validation cases (``evaluate``), and each
+change is compared with the baseline case by case (:mod:`..evaluate.compare`): the mean
+per-patient difference of the per-case metric (Dice; the Brier score for classification) with a
+95% bootstrap interval over patients and a paired permutation p-value, Holm-adjusted over the
+changes. ``ablation.md`` says in words which changes are distinguishable from noise at this
+number of patients; the others may still matter, the validation set is too small to tell.
+
 The table goes to ``reports/ablate/<date>_<time>/ablation.csv`` and ``ablation.md``, rewritten after
 each run, so an interrupted ablation keeps the rows it finished.
 """
@@ -24,6 +31,8 @@ import torch
 
 from .. import paths
 from ..config import load_config, monitored_metric, to_dict
+from ..evaluate.compare import ALPHA, DEFAULT_METRIC, higher_is_better, holm, paired_runs, too_few
+from ..evaluate.evaluation import evaluate_run
 from ..train.loop import train
 from ..utils.errors import ConfigError, ProjectError
 from ..utils.io import atomic_write_csv, atomic_write_text
@@ -114,12 +123,48 @@ def _new_report_folder() -> Path:
     raise RuntimeError(f"could not create a new folder in {root}")
 
 
+PAIRED = "difference [95% interval]"  # column of the paired comparison with the baseline
+
+
+def compare_with_baseline(results: Sequence[dict[str, Any]], metric: str) -> None:
+    """Add the paired comparison with the baseline to every evaluated change, in place.
+
+    Each result with an evaluated ``run_dir`` gets ``"paired"``: the result of
+    :func:`..evaluate.compare.paired_runs` against the baseline on the validation cases (or
+    ``"why"``: why it could not be compared), and ``"holm"``: its p-value adjusted over all the
+    changes compared so far.
+
+    Args:
+        results: per run, ``{"change", "run_dir" (absolute or relative path), "evaluated"}``; the
+            first is the baseline.
+        metric: the per-case metric compared.
+    """
+    if not results or not results[0].get("evaluated"):
+        return
+    base = paths.resolve(results[0]["run_dir"])
+    compared = []
+    for result in results[1:]:
+        result.pop("paired", None)
+        if not result.get("evaluated"):
+            continue
+        try:
+            result["paired"] = paired_runs(base, paths.resolve(result["run_dir"]), "val", metric)[0]
+            compared.append(result)
+        except ProjectError as exc:
+            result["why"] = str(exc).splitlines()[0]
+    for result, adjusted in zip(
+        compared, holm([r["paired"]["p_value"] for r in compared]), strict=True
+    ):
+        result["holm"] = adjusted
+
+
 def table_rows(results: Sequence[dict[str, Any]], monitor: str, mode: str) -> list[dict[str, str]]:
     """The table's text cells: the metric, its difference from the baseline and the verdict.
 
     Args:
         results: per run, ``{"change", "value" (float or None), "epochs", "status", "run_dir"}``;
-            the first is the baseline.
+            the first is the baseline; ``"paired"`` and ``"holm"`` when
+            :func:`compare_with_baseline` compared it with the baseline.
         monitor: the metric's name (a column header).
         mode: ``"max"`` or ``"min"``: which direction is better.
     """
@@ -133,12 +178,22 @@ def table_rows(results: Sequence[dict[str, Any]], monitor: str, mode: str) -> li
             delta = f"{diff:+.4f}"
             gain = diff if mode == "max" else -diff
             verdict = "better" if gain > 1e-12 else "worse" if gain < -1e-12 else "same"
+        paired = result.get("paired")
+        interval = p = adjusted = ""
+        if paired is not None:
+            interval = f"{paired['difference']:+.4f} [{paired['low']:+.4f}, {paired['high']:+.4f}]"
+            p, adjusted = f"{paired['p_value']:.3g}", f"{result['holm']:.3g}"
+        elif result.get("why"):
+            interval = f"not compared: {result['why']}"
         rows.append(
             {
                 "change": result["change"],
                 monitor: "" if value is None else f"{value:.4f}",
                 "delta": delta,
                 "vs baseline": verdict,
+                PAIRED: interval,
+                "p": p,
+                "p (Holm)": adjusted,
                 "epochs": str(result["epochs"]),
                 "status": result["status"],
                 "run_dir": result["run_dir"],
@@ -147,20 +202,59 @@ def table_rows(results: Sequence[dict[str, Any]], monitor: str, mode: str) -> li
     return rows
 
 
+def distinguishable(results: Sequence[dict[str, Any]], metric: str) -> str:
+    """In words: which changes differ from the baseline beyond noise (Holm-adjusted p < 0.05)."""
+    compared = [r for r in results[1:] if r.get("paired") is not None]
+    if not compared:
+        return "No change could be compared with the baseline case by case."
+    n = max(r["paired"]["n_patients"] for r in compared)
+    real = []
+    for result in compared:
+        if result["holm"] < ALPHA:
+            gain = result["paired"]["difference"] * (1 if higher_is_better(metric) else -1)
+            real.append(f"`{result['change']}` ({'better' if gain > 0 else 'worse'})")
+    if not real:
+        return (
+            f"At this sample size ({n} validation patients) no change is distinguishable from "
+            f"noise in the per-patient {metric} (Holm-adjusted p >= {ALPHA} for all "
+            f"{len(compared)}): the deltas above may be chance; more patients, or folds, are "
+            f"needed to tell{too_few(n)}."
+        )
+    rest = len(compared) - len(real)
+    return (
+        f"Distinguishable from noise in the per-patient {metric} at this sample size ({n} "
+        f"validation patients, Holm-adjusted p < {ALPHA}): {', '.join(real)}. "
+        + (
+            f"The other {rest} change(s) are not: their deltas may be chance."
+            if rest
+            else "Every change is."
+        )
+    )
+
+
 def _markdown(
     rows: list[dict[str, str]],
     columns: list[str],
     overrides: Sequence[str],
     monitor: str,
     mode: str,
+    results: Sequence[dict[str, Any]] = (),
+    metric: str = "",
 ) -> str:
     better = "higher" if mode == "max" else "lower"
     settings = " ".join(f"`{o}`" for o in overrides) or "the config file alone"
+    paired = (
+        f"\n{PAIRED}: the mean per-patient difference of `{metric}` on the validation cases "
+        "(change minus baseline), 95% bootstrap interval over patients; p: paired permutation "
+        "test; p (Holm): adjusted over the changes.\n\n" + distinguishable(results, metric) + "\n"
+        if metric
+        else ""
+    )
     return (
         f"# Ablation {datetime.now().strftime('%Y-%m-%d %H:%M')}\n\n"
         f"Baseline: {settings}. Each change is tried alone on top of it, one training run each.\n"
         f"Metric: the best `{monitor}` over the epochs of each run ({better} is better); delta is "
-        "the change minus the baseline.\n\n" + markdown_table(rows, columns)
+        f"the change minus the baseline.\n{paired}\n" + markdown_table(rows, columns)
     )
 
 
@@ -188,9 +282,22 @@ def ablate(
         ValueError: no ``tries``. ConfigError: a bad override or ``--try`` (before any run).
     """
     changes = plan(overrides, tries, config)
-    monitor, mode = monitored_metric(load_config(overrides, config))
+    base_cfg = load_config(overrides, config)
+    monitor, mode = monitored_metric(base_cfg)
+    metric = DEFAULT_METRIC[base_cfg.task]
     folder = _new_report_folder()
-    columns = ["change", monitor, "delta", "vs baseline", "epochs", "status", "run_dir"]
+    columns = [
+        "change",
+        monitor,
+        "delta",
+        "vs baseline",
+        PAIRED,
+        "p",
+        "p (Holm)",
+        "epochs",
+        "status",
+        "run_dir",
+    ]
     results: list[dict[str, Any]] = []
     rows: list[dict[str, str]] = []
     for i, change in enumerate(changes, 1):
@@ -206,6 +313,13 @@ def ablate(
             status = f"failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         value = best_metric(run_dir, monitor, mode) if run_dir is not None else None
         epochs = len(read_metrics(run_dir / "metrics.csv")) if run_dir is not None else 0
+        evaluated = False
+        if run_dir is not None and status == "done":
+            try:
+                evaluate_run(run_dir, "val", quiet=True)
+                evaluated = True
+            except RUN_ERRORS as exc:
+                status = f"done; not evaluated: {str(exc).splitlines()[0]}"
         results.append(
             {
                 "change": change.label,
@@ -213,14 +327,18 @@ def ablate(
                 "epochs": epochs,
                 "status": status,
                 "run_dir": relative_path(run_dir) if run_dir is not None else "",
+                "evaluated": evaluated,
             }
         )
+        compare_with_baseline(results, metric)
         rows = table_rows(results, monitor, mode)
         atomic_write_csv(folder / "ablation.csv", rows, columns)
         atomic_write_text(
-            folder / "ablation.md", _markdown(rows, columns, overrides, monitor, mode)
+            folder / "ablation.md",
+            _markdown(rows, columns, overrides, monitor, mode, results, metric),
         )
         shown = "" if value is None else f"{monitor} {value:.4f}"
         echo(f"[{i}/{len(changes)}] {change.label}: {status}" + (f", {shown}" if shown else ""))
-    failed = sum(r["status"] != "done" for r in results)
+    failed = sum(not r["status"].startswith("done") for r in results)
+    echo(distinguishable(results, metric))
     return AblationResult(folder, rows, columns, text_table(rows, columns), failed)

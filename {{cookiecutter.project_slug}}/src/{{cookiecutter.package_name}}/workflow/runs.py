@@ -39,6 +39,8 @@ COLUMNS = (
     "name",
     "status",
     "note",
+    "data",
+    "norm",
     "model",
     "lr",
     "bs",
@@ -49,7 +51,9 @@ COLUMNS = (
     "best",
     "test",
 )
-SORT_KEYS = ("date", "name", "best", "test")  # or any metrics.csv column, e.g. val_loss
+SORT_KEYS = ("date", "name", "best")  # or any metrics.csv column, e.g. val_loss
+# Never a test metric: picking the run with the best test figure selects on the test set.
+TEST_SORT = "test"
 
 
 @dataclass
@@ -62,7 +66,8 @@ class RunSummary:
     status: str
     note: str = ""
     task: str | None = None
-    settings: dict[str, Any] = field(default_factory=dict)  # model, lr, bs, epochs, fold
+    # data (data.root), norm (the resolved data.normalization), model, lr, bs, epochs, fold
+    settings: dict[str, Any] = field(default_factory=dict)
     epochs_done: int = 0
     monitor: str | None = None
     mode: str = "max"  # of the monitor: "max" or "min"
@@ -232,6 +237,8 @@ def summarize_run(run_dir: Path) -> RunSummary:
     train, data, model = (raw.get(k) or {} for k in ("train", "data", "model"))
     summary.task = raw.get("task")
     summary.settings = {
+        "data": data.get("root"),
+        "norm": data.get("normalization"),
         "model": model.get("name"),
         "lr": train.get("lr"),
         "bs": train.get("batch_size"),
@@ -291,26 +298,32 @@ def filter_runs(
 
 
 def sort_value(run: RunSummary, key: str) -> float | None:
-    """The number ``key`` sorts ``run`` by: its best of that metrics.csv column, the best
-    monitored value (``best``) or the test metric (``test``)."""
+    """The number ``key`` sorts ``run`` by: its best of that metrics.csv column (validation and
+    training columns) or the best monitored value (``best``)."""
     if key == "best":
         return run.best
-    if key == "test":
-        return run.test["value"] if run.test else None
     return best_of(run.columns.get(key, []), column_mode(key))
 
 
 def sort_runs(runs: Iterable[RunSummary], key: str = "date") -> list[RunSummary]:
     """Order runs by ``key``: ``date`` (oldest first), ``name``, or a metric, best first.
 
-    A metric is ``best`` (the monitored value; runs with the same monitor together), ``test``, or a
-    metrics.csv column such as ``val_loss`` (smallest first for losses, else largest first).
-    Runs without the value come last, by date.
+    A metric is ``best`` (the monitored validation value; runs with the same monitor together) or
+    a metrics.csv column such as ``val_loss`` (smallest first for losses, else largest first).
+    Runs without the value come last, by date. Test figures are shown, never sorted by: the run
+    chosen by its test figure has an optimistic one.
 
     Raises:
-        ProjectError: ``key`` is a metric that none of the runs has.
+        ProjectError: ``key`` is ``test`` or a metric that none of the runs has.
     """
     runs = list(runs)
+    if key.lower() == TEST_SORT or key.lower().startswith("test_"):
+        raise ProjectError(
+            f"runs are not sorted by a test metric ('{key}'): choosing the run with the best "
+            "test figure selects on the test set and makes that figure optimistic; sort by "
+            "validation (--sort best, or a val_ column of metrics.csv) and evaluate the test set "
+            "of the one run chosen"
+        )
     by_date = sorted(runs, key=lambda r: (r.started or datetime.min, r.path.name))
     if key == "date":
         return by_date
@@ -330,7 +343,7 @@ def sort_runs(runs: Iterable[RunSummary], key: str = "date") -> list[RunSummary]
         if key == "best":
             group, mode = run.monitor or "", run.mode
         else:
-            group, mode = "", "max" if key == "test" else column_mode(key)
+            group, mode = "", column_mode(key)
         return (0, group, -value if mode == "max" else value)
 
     return sorted(by_date, key=order)
@@ -356,6 +369,8 @@ def table_rows(runs: Iterable[RunSummary], extra: str | None = None) -> list[dic
             "name": run.name,
             "status": run.status,
             "note": run.note,
+            "data": str(run.settings.get("data") or ""),
+            "norm": str(run.settings.get("norm") or ""),
             "model": str(run.settings.get("model") or ""),
             "lr": _number(run.settings.get("lr")),
             "bs": _number(run.settings.get("bs")),
