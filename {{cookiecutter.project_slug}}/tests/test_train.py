@@ -32,6 +32,7 @@ from {{ cookiecutter.package_name }}.train.checkpoint import (
 )
 from {{ cookiecutter.package_name }}.train.lr_find import suggest_lr
 from {{ cookiecutter.package_name }}.train.run_dir import new_run_dir
+from {{ cookiecutter.package_name }}.utils.errors import ConfigError
 
 PKG = "{{ cookiecutter.package_name }}"
 
@@ -379,3 +380,10 @@ def test_ddp_two_cpu_processes(tiny: Path) -> None:
     assert len(runs) == 1  # rank 0 wrote, rank 1 did not make a folder of its own
     assert len((runs[0] / "metrics.csv").read_text(encoding="utf-8").splitlines()) == 2
     shutil.rmtree(runs[0])
+
+
+@pytest.mark.applies(task="classification")
+def test_a_positive_class_that_is_not_a_class_stops_training_before_it_starts(tiny: Path) -> None:
+    with pytest.raises(ConfigError, match="'data.positive_class' = 'findng' is not one of"):
+        train_small("data.positive_class=findng")
+    assert not (tiny / "runs").exists()  # nothing was trained or written

@@ -27,19 +27,15 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from .classification_metrics import paired_scores
+
 N_BINS = 10
 TEMPERATURE_RANGE = (0.05, 20.0)  # bounds of the fitted temperature
 
 
 def _binary(outcome, probability) -> tuple[np.ndarray, np.ndarray]:
-    truth = np.asarray(outcome)
-    prob = np.asarray(probability, dtype=np.float64)
-    if truth.ndim != 1 or truth.shape != prob.shape or truth.size == 0:
-        raise ValueError(
-            f"outcome and probability must be non-empty 1-D arrays of the same length, got "
-            f"{truth.shape} and {prob.shape}"
-        )
-    if not np.all(np.isfinite(prob)) or prob.min() < 0 or prob.max() > 1:
+    truth, prob = paired_scores(outcome, probability, ("outcome", "probability"))
+    if prob.min() < 0 or prob.max() > 1:
         raise ValueError("probabilities must be finite and within [0, 1]")
     if not np.all(np.isin(truth, (0, 1, False, True))):
         raise ValueError("outcome must be 0/1 (or False/True) per case")

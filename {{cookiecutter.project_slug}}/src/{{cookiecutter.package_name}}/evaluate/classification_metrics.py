@@ -29,6 +29,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.stats import rankdata
 
+from ..utils.errors import ConfigError
+
 
 def _labels(labels: Sequence[int] | np.ndarray, num_classes: int) -> np.ndarray:
     array = np.asarray(labels)
@@ -266,6 +268,60 @@ def _positive(positive: int) -> int:
     return int(positive)
 
 
+def positive_class(configured: str, class_names: Sequence[str]) -> str | None:
+    """The positive class of a classification run: ``data.positive_class``, checked.
+
+    Args:
+        configured: the config's ``data.positive_class``; ``""`` picks the second of the sorted
+            class names for a binary task.
+        class_names: the run's classes, in class-index order (sorted).
+
+    Returns:
+        The positive class's name for two classes; ``None`` for more (metrics are then macro
+        means over the classes).
+
+    Raises:
+        ConfigError: ``configured`` is not one of the classes, or is set for more than two
+            classes; the message names the key and the classes found.
+    """
+    names = [str(name) for name in class_names]
+    if len(names) != 2:
+        if configured:
+            raise ConfigError(
+                f"config key 'data.positive_class' = '{configured}' applies to binary tasks, "
+                f"but the run has {len(names)} classes {names}; set data.positive_class=''"
+            )
+        return None
+    try:
+        return names[positive_index(names, configured or None)]
+    except ValueError:
+        raise ConfigError(
+            f"config key 'data.positive_class' = '{configured}' is not one of the classes "
+            f"found: {names}"
+        ) from None
+
+
+def paired_scores(
+    outcome: Sequence | np.ndarray, scores: Sequence | np.ndarray, names: tuple[str, str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(outcome, float64 scores)`` as arrays, checked to be non-empty, 1-D, of one length, and
+    the scores finite.
+
+    Raises:
+        ValueError: naming the arguments as ``names`` says.
+    """
+    outcome = np.asarray(outcome)
+    scores = np.asarray(scores, dtype=np.float64)
+    if outcome.ndim != 1 or outcome.shape != scores.shape or outcome.size == 0:
+        raise ValueError(
+            f"{names[0]} and {names[1]} must be non-empty 1-D arrays of the same length, got "
+            f"{outcome.shape} and {scores.shape}"
+        )
+    if not np.all(np.isfinite(scores)):
+        raise ValueError(f"{names[1]} must be finite (no NaN or infinity)")
+    return outcome, scores
+
+
 def auroc(positive: Sequence[bool] | np.ndarray, scores: Sequence[float] | np.ndarray) -> float:
     """Area under the ROC curve of one score for one binary outcome.
 
@@ -282,15 +338,7 @@ def auroc(positive: Sequence[bool] | np.ndarray, scores: Sequence[float] | np.nd
     Raises:
         ValueError: shapes differ, arrays are empty or not 1-D, or a score is not finite.
     """
-    positive = np.asarray(positive)
-    scores = np.asarray(scores, dtype=np.float64)
-    if positive.ndim != 1 or positive.shape != scores.shape or positive.size == 0:
-        raise ValueError(
-            f"positive and scores must be non-empty 1-D arrays of the same length, got "
-            f"{positive.shape} and {scores.shape}"
-        )
-    if not np.all(np.isfinite(scores)):
-        raise ValueError("scores must be finite (no NaN or infinity)")
+    positive, scores = paired_scores(positive, scores, ("positive", "scores"))
     positive = positive.astype(bool)
     n_pos = int(positive.sum())
     n_neg = positive.size - n_pos

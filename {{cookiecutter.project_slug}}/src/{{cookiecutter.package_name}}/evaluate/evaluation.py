@@ -61,7 +61,6 @@ from tqdm import tqdm
 from .. import paths
 from ..data.io import read_image, read_label, write_nifti
 from ..data.manifest import Case, DataError, label_names
-from ..utils.errors import ConfigError
 from ..utils.io import atomic_write_csv, atomic_write_text, replace_folder
 from .bootstrap import bootstrap_ci, bootstrap_cis
 from .calibration import (
@@ -75,6 +74,7 @@ from .calibration import (
 from .classification_metrics import (
     classification_metrics,
     per_class_specificity,
+    positive_class,
     positive_index,
     sensitivity,
 )
@@ -217,39 +217,6 @@ def evaluate_run(
 
     write_model_card(run.run_dir)
     return out
-
-
-def positive_class(configured: str, class_names: Sequence[str]) -> str | None:
-    """The positive class of a classification run: ``data.positive_class``, checked.
-
-    Args:
-        configured: the config's ``data.positive_class``; ``""`` picks the second of the sorted
-            class names for a binary task.
-        class_names: the run's classes, in class-index order (sorted).
-
-    Returns:
-        The positive class's name for two classes; ``None`` for more (metrics are then macro
-        means over the classes).
-
-    Raises:
-        ConfigError: ``configured`` is not one of the classes, or is set for more than two
-            classes; the message names the key and the classes found.
-    """
-    names = [str(name) for name in class_names]
-    if len(names) != 2:
-        if configured:
-            raise ConfigError(
-                f"config key 'data.positive_class' = '{configured}' applies to binary tasks, "
-                f"but the run has {len(names)} classes {names}; set data.positive_class=''"
-            )
-        return None
-    try:
-        return names[positive_index(names, configured or None)]
-    except ValueError:
-        raise ConfigError(
-            f"config key 'data.positive_class' = '{configured}' is not one of the classes "
-            f"found: {names}"
-        ) from None
 
 
 def _key_order(key: str) -> int:

@@ -34,6 +34,7 @@ from ..config import Config, load_config, monitored_metric, save_config, to_dict
 from ..data.dataset import class_names
 from ..data.manifest import DataError
 from ..data.split import fold_cases
+from ..evaluate.classification_metrics import positive_class
 from ..models import build_model
 from ..models.layer_stats import ActivationStats, gradient_norms
 from ..utils.environment import environment
@@ -113,6 +114,9 @@ def train(
     except DataError as exc:
         raise TrainingError(str(exc)) from None
     classes = class_names(train_cases + val_cases) if cfg.task == "classification" else None
+    if classes is not None:
+        # A typo in data.positive_class is found now, not after training, at evaluate.
+        positive_class(cfg.data.positive_class, classes)
     if cfg.overfit:
         # Overfit mode: can the model fit a handful of cases at all? Same cases for validation.
         train_cases = train_cases[: builders.OVERFIT_CASES]
