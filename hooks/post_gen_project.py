@@ -36,6 +36,7 @@ REQUIREMENTS = [
 DEV_REQUIREMENTS = [
     ("pytest>=8.0", None),
     ("ruff>=0.6", None),
+    ("import-linter>=2.1", None),  # lint-imports: the layer contracts in pyproject.toml
     ("pre-commit>=3.5", None),
     ("scikit-learn>=1.3", None),  # second implementation the metric tests compare against
     ("nbformat>=5.9", ("include_notebook", "true")),

@@ -147,8 +147,8 @@ def test_parse_answers() -> None:
     }
     with pytest.raises(bench.BenchmarkError, match="'task' is not KEY=VALUE"):
         bench.parse_answers(["task"], DEFAULTS)
-    with pytest.raises(bench.BenchmarkError, match="no question 'colour'"):
-        bench.parse_answers(["colour=red"], DEFAULTS)
+    with pytest.raises(bench.BenchmarkError, match="no question 'color'"):
+        bench.parse_answers(["color=red"], DEFAULTS)
     with pytest.raises(bench.BenchmarkError, match="no question '_copy_without_render'"):
         bench.parse_answers(["_copy_without_render=x"], DEFAULTS)
 
@@ -163,9 +163,9 @@ def test_table_is_aligned() -> None:
 
 
 def test_bad_arguments_stop_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert bench.main(["--dry-run", "--answers", "colour=red"]) == 2
+    assert bench.main(["--dry-run", "--answers", "color=red"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
-        "error: answer 'colour=red': no question 'colour' (one of "
+        "error: answer 'color=red': no question 'color' (one of "
         + ", ".join(k for k in DEFAULTS if not k.startswith("_"))
         + ")"
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import subprocess
 import sys
@@ -210,3 +211,24 @@ def test_generation_is_idempotent(tmp_path: Path) -> None:
     )
     after = {p.relative_to(project): p.read_bytes() for p in project.rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_import_layers_are_checked_and_an_upward_import_breaks_them(tmp_path: Path) -> None:
+    project = render(tmp_path, ci="github")
+    package = next(p for p in (project / "src").iterdir() if (p / "__init__.py").exists())
+    lint_imports = [str(Path(sys.executable).parent / "lint-imports"), "--no-cache"]
+    env = {**os.environ, "PYTHONPATH": str(project / "src")}
+    kept = run(lint_imports, cwd=project, env=env)
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    assert "broken" in kept.stdout and " 0 broken" in kept.stdout
+    ci = (project / ".github" / "workflows" / "ci.yml").read_text(encoding="utf-8")
+    assert "run: lint-imports" in ci
+    # A metric that reaches up into training breaks the layers: the check is real.
+    metrics = package / "metrics" / "bootstrap.py"
+    upward = "\nfrom ..train import losses  # noqa\n"
+    metrics.write_text(metrics.read_text(encoding="utf-8") + upward)
+    broken = run(lint_imports, cwd=project, env=env)
+    assert broken.returncode != 0
+    report = " ".join(broken.stdout.split())  # the report wraps long lines
+    assert "Layers point down only BROKEN" in report
+    assert f"{package.name}.metrics.bootstrap -> {package.name}.train.losses" in report

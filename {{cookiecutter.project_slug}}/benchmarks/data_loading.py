@@ -11,7 +11,7 @@ same files, in one run:
   time to fill its in-memory cache, then a cached epoch;
 * for reference, plain nibabel decoding of the images and masks;
 * ours and MONAI in training mode: random 96x96x64 patches (MONAI: ``RandCropByPosNegLabeld``
-  after the cache), a third centred on foreground.
+  after the cache), a third centered on foreground.
 
 Both pipelines return whole volumes in the comparisons of the first four lines: ours
 ``(1, X, Y, Z)`` float32 images with uint8 masks (as the dataset hands them to the training
@@ -57,14 +57,14 @@ def phantom(rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[np.ndarra
         for i, n in enumerate(shape)
     )
 
-    def ellipsoid(centre: np.ndarray, radii: np.ndarray) -> np.ndarray:
-        axes = [((g - c) / r) ** 2 for g, c, r in zip((x, y, z), centre, radii, strict=True)]
+    def ellipsoid(center: np.ndarray, radii: np.ndarray) -> np.ndarray:
+        axes = [((g - c) / r) ** 2 for g, c, r in zip((x, y, z), center, radii, strict=True)]
         return (axes[0] + axes[1]) + axes[2] <= 1  # broadcast: one full-size pass
 
     body = np.broadcast_to((x / 0.85) ** 2 + (y / 0.65) ** 2 <= 1, shape)
-    centre = rng.uniform(-0.3, 0.3, size=3)
-    organ = ellipsoid(centre, rng.uniform(0.2, 0.35, size=3))
-    lesion = ellipsoid(centre + rng.uniform(-0.1, 0.1, size=3), np.full(3, 0.08)) & organ
+    center = rng.uniform(-0.3, 0.3, size=3)
+    organ = ellipsoid(center, rng.uniform(0.2, 0.35, size=3))
+    lesion = ellipsoid(center + rng.uniform(-0.1, 0.1, size=3), np.full(3, 0.08)) & organ
     noise = rng.standard_normal(shape, dtype=np.float32) * np.float32(12.0)
     hu = np.where(body, np.float32(40.0) + noise + 0.5 * z, np.float32(-1000.0))
     hu += np.float32(30.0) * organ + np.float32(60.0) * lesion
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             return run
 
         settings = LoaderSettings(
-            window=WINDOW, normalisation="ct", augment=False, cache_dir=folder / "cache"
+            window=WINDOW, normalization="ct", augment=False, cache_dir=folder / "cache"
         )
         ours = MedicalDataset(cases, "segmentation", settings, train=False)
         results = {"ours_first": epoch(ours)()}
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         ("ours: cached epoch (.npy cache)", results["ours_cached"]),
         ("MONAI CacheDataset: cached epoch (RAM)", results["monai_cached"]),
         ("reference: read_image of image + mask (.nii.gz)", results["decode"]),
-        (f"Training patches {patch}, 1/3 centred on foreground, cached", None),
+        (f"Training patches {patch}, 1/3 centered on foreground, cached", None),
         ("ours: no augmentation (memory-mapped reads)", results["ours_patches"]),
         ("ours: with augmentation", results["ours_patches_aug"]),
         ("MONAI: RandCropByPosNegLabeld after the cache", results["monai_patches"]),

@@ -1,9 +1,12 @@
 """How the pipeline scales with the dataset: time and peak memory of each step at real size.
 
-For each size N it writes a synthetic dataset of N CT-like cases (``--shape``, default
-512x512x100 int16 in HU, 0.8 x 0.8 x 2.5 mm, as ``.nii.gz`` with a uint8 organ + lesion mask;
-smooth noise plus a few shapes, quick to write), with its own ``manifest.csv``, in a temporary
-project, and runs each command as the student would, in its own process, recording the wall
+For each size N it writes a synthetic dataset of N cases, with its own ``manifest.csv``, in a
+temporary project: ``--kind ct`` (the default), CT-like cases (``--shape``, default 512x512x100
+int16 in HU, 0.8 x 0.8 x 2.5 mm, as ``.nii.gz`` with a uint8 organ + lesion mask), or ``--kind
+brats``, BraTS-like cases of 4 MR sequences (``image_t1``, ``image_t1c``, ``image_t2``,
+``image_flair`` columns; default 240x240x155 int16 at 1 mm, a mask of edema, tumor core and
+enhancing tumor, labels 1-3); smooth noise plus a few shapes, quick to write. Then it runs each
+command as the student would, in its own process, recording the wall
 time and the process's peak resident memory (``VmHWM`` of ``/proc/self/status``, read as the
 process ends: its own peak since it started, unlike ``ru_maxrss``, which also counts the memory
 of the parent it was forked from):
@@ -22,7 +25,8 @@ of the parent it was forked from):
 * ``evaluate`` of that run on the validation fold (sliding windows over every whole volume);
 * the cache on disk: bytes per case.
 
-Then, once, ``predict`` on one large volume (``--predict-shape``, default 512x512x600) with the
+Then, once, ``predict`` on one large volume (``--predict-shape``, default 512x512x600 for CT and
+240x240x155 for BraTS, its 4 sequences given as one comma-joined input) with the
 run of the last size, to show the memory of whole-volume sliding-window inference, and the
 near-duplicate search on ``--duplicates`` synthetic thumbnails against the full N x N
 comparison it replaces.
@@ -36,6 +40,7 @@ Run from the project root (at 512x512x100, each case takes 24 MB of data and 130
 about 19 GB of temporary disk for 120 cases, ~1 hour on 2 cores; the README gives the results)::
 
     python benchmarks/scale.py --cases 10 40 120 [--shape 512 512 100] [--json scale.json]
+    python benchmarks/scale.py --kind brats --cases 10 40 [--json brats.json]
 
 Targets: ``train`` start-up with a warm cache at the largest size within 2x of the smallest;
 ``predict`` on the large volume under ``--memory-budget`` GB (default 4).
@@ -156,8 +161,8 @@ def ct_case(rng: np.random.Generator, shape: tuple[int, int, int]) -> tuple[np.n
         for i, n in enumerate(shape)
     )
 
-    def ellipsoid(centre: Sequence[float], radii: Sequence[float]) -> np.ndarray:
-        c = np.asarray(centre, np.float32)
+    def ellipsoid(center: Sequence[float], radii: Sequence[float]) -> np.ndarray:
+        c = np.asarray(center, np.float32)
         r = np.asarray(radii, np.float32)
         return ((x - c[0]) / r[0]) ** 2 + ((y - c[1]) / r[1]) ** 2 + ((z - c[2]) / r[2]) ** 2 <= 1
 
@@ -170,25 +175,97 @@ def ct_case(rng: np.random.Generator, shape: tuple[int, int, int]) -> tuple[np.n
         hu[ellipsoid([*lung, rng.uniform(-0.5, 0.5)], size) & body] = -800
     spine = ellipsoid([shift[0], shift[1] + rng.uniform(0.25, 0.4), 0], [0.06, 0.06, 9])
     hu[spine] = 400 + rng.uniform(0, 300)
-    centre = [*(shift + rng.uniform(-0.2, 0.2, size=2)), rng.uniform(-0.3, 0.3)]
-    organ = ellipsoid(centre, rng.uniform(0.1, 0.25, size=3)) & body & ~spine
-    lesion = ellipsoid(centre, [0.05, 0.05, 0.1]) & organ
+    center = [*(shift + rng.uniform(-0.2, 0.2, size=2)), rng.uniform(-0.3, 0.3)]
+    organ = ellipsoid(center, rng.uniform(0.1, 0.25, size=3)) & body & ~spine
+    lesion = ellipsoid(center, [0.05, 0.05, 0.1]) & organ
     hu += rng.integers(-12, 13, size=shape, dtype=np.int16)
     hu += np.float32(30.0) * organ + np.float32(60.0) * lesion
     mask = organ.astype(np.uint8) + lesion
     return np.clip(hu, -1024, 3071).astype(np.int16), mask
 
 
-def write_dataset(root: Path, count: int, shape: tuple[int, int, int], seed: int = 0) -> float:
-    """Write ``count`` CT-like cases and their manifest under ``root``; return their bytes."""
+def brats_case(
+    rng: np.random.Generator, shape: tuple[int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Four BraTS-like MR sequences ``(4, *shape)`` int16 (T1, T1c, T2, FLAIR) and their uint8
+    mask (1 edema, 2 tumor core, 3 enhancing tumor).
+
+    A head of random size and position (an ellipsoid of brain, 0 outside: skull-stripped) with
+    two ventricles (dark on T1, bright on T2 and FLAIR-suppressed), a tumor of three nested
+    shells at a random place, each sequence with its own contrasts and smooth noise: different
+    enough from case to case that no two are near duplicates.
+    """
+    x, y, z = (
+        np.linspace(-1, 1, n, dtype=np.float32).reshape([-1 if a == i else 1 for a in range(3)])
+        for i, n in enumerate(shape)
+    )
+    shift = rng.uniform(-0.1, 0.1, size=3)
+    radii = rng.uniform(0.65, 0.9, size=3)
+    brain = ((x - shift[0]) / radii[0]) ** 2 + ((y - shift[1]) / radii[1]) ** 2 + (
+        (z - shift[2]) / radii[2]
+    ) ** 2 <= 1
+    ventricles = np.zeros(shape, bool)
+    for side in (-1, 1):
+        vx = shift[0] + side * rng.uniform(0.08, 0.2)
+        vr = rng.uniform(0.05, 0.12, size=3) * [1, 3, 2]
+        ventricles |= ((x - vx) / vr[0]) ** 2 + ((y - shift[1]) / vr[1]) ** 2 + (
+            (z - shift[2]) / vr[2]
+        ) ** 2 <= 1
+    center = shift + rng.uniform(-0.3, 0.3, size=3)
+    r2 = (x - center[0]) ** 2 + (y - center[1]) ** 2 + (z - center[2]) ** 2
+    radius = rng.uniform(0.12, 0.22)
+    mask = np.zeros(shape, np.uint8)
+    mask[(r2 <= (1.8 * radius) ** 2) & brain] = 1
+    mask[r2 <= radius**2] = 2
+    mask[(r2 <= radius**2) & (r2 >= (0.6 * radius) ** 2)] = 3
+    contrasts = {  # brain, edema, core, enhancing, then ventricles (cerebrospinal fluid)
+        "t1": (500, 450, 350, 400, 150),
+        "t1c": (500, 480, 380, 900, 150),
+        "t2": (400, 700, 600, 650, 1200),
+        "flair": (300, 800, 500, 550, 80),
+    }
+    tissue = np.where(ventricles & (mask == 0), np.uint8(4), mask)
+    channels = np.zeros((4, *shape), np.int16)
+    coarse_shape = [max(2, s // 16) for s in shape]
+    for c, levels in enumerate(contrasts.values()):
+        smooth = rng.normal(0.0, 20.0, size=coarse_shape).astype(np.float32)
+        for axis, size in enumerate(shape):  # nearest-neighbour upsampling, one axis at a time
+            smooth = np.repeat(smooth, -(-size // smooth.shape[axis]), axis=axis)
+        value = (
+            np.take(np.asarray(levels, np.float32), tissue)
+            + smooth[: shape[0], : shape[1], : shape[2]]
+        )
+        value += rng.normal(0.0, 10.0, size=shape).astype(np.float32)
+        channels[c] = np.where(brain, np.clip(value, 0, 4000), 0).astype(np.int16)
+    return channels, mask
+
+
+SEQUENCES = ("t1", "t1c", "t2", "flair")
+
+
+def write_dataset(
+    root: Path, count: int, shape: tuple[int, int, int], seed: int = 0, kind: str = "ct"
+) -> float:
+    """Write ``count`` cases of ``kind`` (``ct`` or ``brats``) and their manifest under
+    ``root``; return their bytes."""
     rng = np.random.default_rng(seed)
-    affine = np.diag([*SPACING, 1.0])
+    affine = np.diag([*(SPACING if kind == "ct" else (1.0, 1.0, 1.0)), 1.0])
     cases = []
     for i in range(count):
-        image, mask = ct_case(rng, shape)
-        image_path = write_nifti(image, affine, root / "images" / f"case{i:04d}.nii.gz")
-        mask_path = write_nifti(mask, affine, root / "masks" / f"case{i:04d}.nii.gz")
-        cases.append(Case(f"case{i:04d}", f"p{i:04d}", image_path, mask_path))
+        name = f"case{i:04d}"
+        if kind == "ct":
+            image, mask = ct_case(rng, shape)
+            channels = {"": write_nifti(image, affine, root / "images" / f"{name}.nii.gz")}
+        else:
+            images, mask = brats_case(rng, shape)
+            channels = {
+                seq: write_nifti(images[c], affine, root / "images" / f"{name}_{seq}.nii.gz")
+                for c, seq in enumerate(SEQUENCES)
+            }
+        mask_path = write_nifti(mask, affine, root / "masks" / f"{name}.nii.gz")
+        first = next(iter(channels.values()))
+        multi = {k: v for k, v in channels.items() if k}
+        cases.append(Case(name, f"p{i:04d}", first, mask_path, channels=multi))
     write_manifest(root, cases)
     return float(sum(p.stat().st_size for p in root.rglob("*.nii.gz")))
 
@@ -251,15 +328,20 @@ def newest_run(project: Path) -> Path:
 
 
 def one_size(
-    project: Path, count: int, shape: tuple[int, int, int], steps: int, env: dict[str, str]
+    project: Path,
+    count: int,
+    shape: tuple[int, int, int],
+    steps: int,
+    env: dict[str, str],
+    kind: str = "ct",
 ) -> dict[str, Any]:
-    """Write a dataset of ``count`` cases and measure every step on it."""
+    """Write a dataset of ``count`` cases of ``kind`` and measure every step on it."""
     data = project / "data" / f"scale{count}"
     cache = project / "cache" / f"scale{count}"
     log = project / f"scale{count}.log"
-    result: dict[str, Any] = {"cases": count, "shape": list(shape)}
+    result: dict[str, Any] = {"cases": count, "shape": list(shape), "kind": kind}
     started = time.time()
-    result["dataset_gb"] = write_dataset(data, count, shape) / 1e9
+    result["dataset_gb"] = write_dataset(data, count, shape, kind=kind) / 1e9
     result["write_seconds"] = time.time() - started
     overrides = [f"data.root={data}", f"data.cache_dir={cache}", "device=cpu", *MODEL]
 
@@ -301,14 +383,24 @@ def one_size(
 
 
 def predict_large(
-    project: Path, run_dir: Path, shape: tuple[int, int, int], env: dict[str, str]
+    project: Path, run_dir: Path, shape: tuple[int, int, int], env: dict[str, str], kind: str = "ct"
 ) -> dict[str, Any]:
-    """``predict`` with ``run_dir`` on one volume of ``shape``: time and peak memory."""
+    """``predict`` with ``run_dir`` on one volume of ``shape`` (for ``brats``, its 4 sequences as
+    one comma-joined input): time and peak memory."""
     folder = project / "large"
-    image, _ = ct_case(np.random.default_rng(1), shape)
-    path = write_nifti(image, np.diag([*SPACING, 1.0]), folder / "large.nii.gz")
+    rng = np.random.default_rng(1)
+    if kind == "ct":
+        image, _ = ct_case(rng, shape)
+        source = str(write_nifti(image, np.diag([*SPACING, 1.0]), folder / "large.nii.gz"))
+    else:
+        images, _ = brats_case(rng, shape)
+        source = ",".join(
+            str(write_nifti(images[c], np.eye(4), folder / f"large_{seq}.nii.gz"))
+            for c, seq in enumerate(SEQUENCES)
+        )
+        image = images
     del image
-    command = package("predict", str(run_dir), str(path), "--out", str(project / "predicted"))
+    command = package("predict", str(run_dir), source, "--out", str(project / "predicted"))
     command += ["--checkpoint", "last"]
     result = measure(command, env, project / "predict.log")
     return {"shape": list(shape), "voxels": int(np.prod(shape)), **result}
@@ -321,7 +413,7 @@ def duplicate_search(count: int) -> dict[str, Any]:
 
     from scipy import ndimage
 
-    from {{ cookiecutter.package_name }}.data.duplicates import THUMBNAIL, similar_pairs
+    from {{ cookiecutter.package_name }}.data.inspect.duplicates import THUMBNAIL, similar_pairs
 
     rng = np.random.default_rng(0)
     size = (THUMBNAIL,) * 3
@@ -385,15 +477,19 @@ def table(results: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kind", choices=("ct", "brats"), default="ct", help="dataset (ct)")
     parser.add_argument("--cases", type=int, nargs="+", default=[10, 40, 120], metavar="N")
-    parser.add_argument("--shape", type=int, nargs=3, default=[512, 512, 100], metavar="N")
-    parser.add_argument("--predict-shape", type=int, nargs=3, default=[512, 512, 600], metavar="N")
+    parser.add_argument("--shape", type=int, nargs=3, default=None, metavar="N")
+    parser.add_argument("--predict-shape", type=int, nargs=3, default=None, metavar="N")
     parser.add_argument("--duplicates", type=int, default=10_000, help="thumbnails (10000)")
     parser.add_argument("--steps", type=int, default=4, help="training steps measured (4)")
     parser.add_argument("--memory-budget", type=float, default=4.0, help="GB for predict (4)")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH")
     parser.add_argument("--keep", type=Path, default=None, metavar="DIR", help="work folder")
     args = parser.parse_args(argv)
+    brats = [240, 240, 155]
+    args.shape = args.shape or ([512, 512, 100] if args.kind == "ct" else brats)
+    args.predict_shape = args.predict_shape or ([512, 512, 600] if args.kind == "ct" else brats)
     if min(args.cases) < 3 or min(args.shape + args.predict_shape) < 8 or args.steps < 1:
         parser.error("--cases must be >= 3, shapes >= 8 voxels per axis, --steps >= 1")
     if args.duplicates < 2:
@@ -409,7 +505,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     env = {**os.environ, paths.ROOT_ENV: str(project), "PYTHONWARNINGS": "ignore"}
     threads = os.environ.get("OMP_NUM_THREADS") or str(os.cpu_count())
     print(
-        f"{len(args.cases)} sizes of {'x'.join(map(str, shape))} int16 CT-like cases in "
+        f"{len(args.cases)} sizes of {'x'.join(map(str, shape))} int16 "
+        f"{'CT-like' if args.kind == 'ct' else 'BraTS-like 4-sequence MR'} cases in "
         f"{work}; {os.cpu_count()} cores, OMP_NUM_THREADS={threads}",
         flush=True,
     )
@@ -417,13 +514,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report: dict[str, Any] = {"cores": os.cpu_count(), "omp_threads": threads, "sizes": results}
     try:
         for count in sorted(args.cases):
-            results.append(one_size(project, count, shape, args.steps, env))
+            results.append(one_size(project, count, shape, args.steps, env, args.kind))
             print(f"{count} cases done", flush=True)
             if count != max(args.cases) and args.keep is None:
                 shutil.rmtree(project / "data" / f"scale{count}", ignore_errors=True)
                 shutil.rmtree(project / "cache" / f"scale{count}", ignore_errors=True)
         large = tuple(args.predict_shape)
-        report["predict"] = predict_large(project, Path(results[-1]["run_dir"]), large, env)
+        run_dir = Path(results[-1]["run_dir"])
+        report["predict"] = predict_large(project, run_dir, large, env, args.kind)
         report["duplicates"] = duplicate_search(args.duplicates)
     finally:
         if args.keep is None:

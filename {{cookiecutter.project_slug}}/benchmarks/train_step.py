@@ -2,7 +2,7 @@
 
 Both loops train the project's configured model (``model.name`` and ``model.*`` of
 ``configs/default.yaml``, built by ``models.build_model``) with the configured loss and
-optimiser, on the same in-memory batches shaped like training patches
+optimizer, on the same in-memory batches shaped like training patches
 (``train.batch_size`` x 1 x ``data.patch_size``) served by the same ``DataLoader``:
 
 * project: ``train.loop.run_epoch`` exactly as ``train`` calls it (quiet, a disabled
@@ -52,7 +52,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from {{ cookiecutter.package_name }}.config import Config, load_config
 from {{ cookiecutter.package_name }}.models import build_model
-from {{ cookiecutter.package_name }}.train.builders import model_options
+from {{ cookiecutter.package_name }}.models.from_config import model_options
 from {{ cookiecutter.package_name }}.train.loop import Dist, pick_device, run_epoch
 from {{ cookiecutter.package_name }}.train.losses import build_loss
 from {{ cookiecutter.package_name }}.train.optim import build_optimizer
@@ -119,7 +119,7 @@ def make_model(cfg: Config, device: torch.device, channels_last: bool = False) -
 
 @dataclass
 class Contender:
-    """One training loop with its own model and optimiser; ``run(n)`` takes ``n`` steps."""
+    """One training loop with its own model and optimizer; ``run(n)`` takes ``n`` steps."""
 
     name: str
     model: nn.Module

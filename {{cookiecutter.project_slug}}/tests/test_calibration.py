@@ -14,7 +14,7 @@ from tiny_data import TASK
 
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.config import load_config
-from {{ cookiecutter.package_name }}.evaluate.calibration import (
+from {{ cookiecutter.package_name }}.metrics.calibration import (
     apply_temperature,
     calibration_target,
     choose_threshold,

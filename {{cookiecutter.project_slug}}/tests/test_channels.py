@@ -21,7 +21,6 @@ from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.config import Config, load_config
 from {{ cookiecutter.package_name }}.data.augment import AugmentSettings, augment
 from {{ cookiecutter.package_name }}.data.dataset import LoaderSettings, MedicalDataset
-from {{ cookiecutter.package_name }}.data.dummy import generate_dataset
 from {{ cookiecutter.package_name }}.data.io import ImageError, write_nifti
 from {{ cookiecutter.package_name }}.data.manifest import (
     Case,
@@ -31,9 +30,10 @@ from {{ cookiecutter.package_name }}.data.manifest import (
     write_manifest,
 )
 from {{ cookiecutter.package_name }}.data.split import make_splits
+from {{ cookiecutter.package_name }}.data.synthetic.dummy import generate_dataset
 from {{ cookiecutter.package_name }}.evaluate.inference import load_run
+from {{ cookiecutter.package_name }}.runs.checkpoint import load_checkpoint, save_checkpoint
 from {{ cookiecutter.package_name }}.train import loop
-from {{ cookiecutter.package_name }}.train.checkpoint import load_checkpoint, save_checkpoint
 
 segmentation_only = pytest.mark.applies(task="segmentation")  # trains a segmentation network
 
@@ -86,14 +86,14 @@ def best(run: Path, column: str = "val_dice") -> float:
 # --- the data ---------------------------------------------------------------------------------
 
 
-def test_items_stack_the_channels_each_normalised_on_its_own(tmp_path: Path) -> None:
+def test_items_stack_the_channels_each_normalized_on_its_own(tmp_path: Path) -> None:
     root = tmp_path / "d"
     t1 = np.random.default_rng(1).normal(300, 20, SHAPE).round()  # no zero voxel
     first = write_nifti(t1.astype(np.int16), AFFINE, root / "t1.nii.gz")
     scaled = write_nifti((t1 * 10 + 500).astype(np.int16), AFFINE, root / "scaled.nii.gz")
     label = write_nifti((t1 > 300).astype(np.uint8), AFFINE, root / "m.nii.gz")
     cases = [Case("a", "p", first, label, channels={"t1": first, "scaled": scaled})]
-    settings = LoaderSettings(normalisation="mr", window=None, cache_dir=tmp_path / "cache")
+    settings = LoaderSettings(normalization="mr", window=None, cache_dir=tmp_path / "cache")
     dataset = MedicalDataset(cases, "segmentation", settings, train=False)
     assert dataset.in_channels == 2 and dataset.channel_names == ["t1", "scaled"]
     dataset.prepare()
@@ -113,7 +113,7 @@ def test_training_items_cut_the_same_patch_from_every_channel(tmp_path: Path) ->
     case = Case("a", "p", first, label, channels={"a": first, "b": second})
     patch = tuple(max(2, s // 2) for s in SHAPE)
     settings = LoaderSettings(
-        patch_size=patch, normalisation="none", window=None, foreground_fraction=0.5,
+        patch_size=patch, normalization="none", window=None, foreground_fraction=0.5,
         augmentation=AugmentSettings(scale=0, shift=0, noise_std=0, rotate_degrees=0),
     )  # fmt: skip
     dataset = MedicalDataset([case], "segmentation", settings, train=True)
@@ -156,7 +156,7 @@ def test_channels_on_another_grid_are_refused_in_one_line(tmp_path: Path, what: 
     label = write_nifti(np.zeros(SHAPE, np.uint8), AFFINE, root / "m.nii.gz")
     case = Case("c7", "p", first, label, channels={"t1": first, "t2": second})
     dataset = MedicalDataset([case], "segmentation", LoaderSettings(window=None,
-                             normalisation="mr"), train=False)  # fmt: skip
+                             normalization="mr"), train=False)  # fmt: skip
     with pytest.raises(ImageError) as raised:
         dataset.prepare()
     message = str(raised.value)

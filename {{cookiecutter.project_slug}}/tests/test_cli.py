@@ -12,6 +12,7 @@ import yaml
 
 from {{ cookiecutter.package_name }} import __version__
 from {{ cookiecutter.package_name }}.cli import main
+from {{ cookiecutter.package_name }}.config import list_presets
 
 PKG = "{{ cookiecutter.package_name }}"
 
@@ -65,3 +66,40 @@ def test_console_script_is_installed(project: Path) -> None:
     result = subprocess.run([str(script), "config"], cwd=project, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert yaml.safe_load(result.stdout)["seed"] == 42
+
+
+def test_config_applies_a_preset_by_name_or_by_file(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["config", "experiment=cpu_quick", "train.epochs=5"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["experiment"] == "cpu_quick"  # recorded
+    assert printed["device"] == "cpu"  # from the preset
+    assert printed["train"]["epochs"] == 5  # the override goes last
+    assert main(["config", "--config", "configs/experiments/overfit.yaml"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert (printed["overfit"], printed["experiment"]) == (True, "overfit")
+
+
+def test_preset_typo_is_one_line_naming_file_and_key(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "configs" / "experiments" / "mine.yaml").write_text("model:\n  widht: 8\n")
+    assert main(["config", "experiment=mine"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        "error: unknown config key 'model.widht' in 'configs/experiments/mine.yaml'; "
+        "did you mean 'model.width'?"
+    ]
+
+
+def test_help_names_the_presets(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # undo argparse's line wrapping
+    assert "experiment=NAME" in text
+    presets = text.split("(presets: ", 1)[1].split(")", 1)[0]
+    assert presets.split(", ") == list_presets()
+    assert {"cpu_quick", "demo", "overfit"} <= set(list_presets())

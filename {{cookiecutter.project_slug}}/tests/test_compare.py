@@ -15,16 +15,32 @@ from tiny_data import TASK
 
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.evaluate.compare import (
+    higher_is_better,
     holm,
     paired_difference,
     per_patient,
     sign_flip_p_value,
     smallest_p,
 )
+from {{ cookiecutter.package_name }}.metrics.registry import register, unregister
 
 
 def patients(values: np.ndarray) -> dict[str, float]:
     return {f"p{i:03d}": float(v) for i, v in enumerate(values)}
+
+
+def test_direction_of_built_in_and_registered_metrics() -> None:
+    assert higher_is_better("dice") and higher_is_better("dice_2") and higher_is_better("nsd")
+    assert not higher_is_better("hd95") and not higher_is_better("assd_worst_1")
+    assert not higher_is_better("brier") and not higher_is_better("log_loss")
+    register("segmentation", "surface_error", definition="mm", higher_is_better=False)(
+        lambda pred, truth, spacing: 0.0
+    )
+    try:
+        assert not higher_is_better("surface_error") and not higher_is_better("surface_error_2")
+    finally:
+        unregister("segmentation", "surface_error")
+    assert higher_is_better("surface_error")  # unknown names: larger is better
 
 
 def test_a_constant_difference_gives_exactly_that_interval() -> None:

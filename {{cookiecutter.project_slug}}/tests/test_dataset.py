@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 from tiny_data import SMALL, TASK, train_small
 from torch.utils.data import DataLoader
 
-from {{ cookiecutter.package_name }}.config import load_config
+from {{ cookiecutter.package_name }}.config import DataConfig, load_config
 from {{ cookiecutter.package_name }}.data import dataset as dataset_module
 from {{ cookiecutter.package_name }}.data.augment import AugmentSettings, augment
 from {{ cookiecutter.package_name }}.data.cache import ArrayCache, CorruptEntryError
@@ -24,9 +25,10 @@ from {{ cookiecutter.package_name }}.data.dataset import (
     crop_pad,
     foreground_points,
 )
+from {{ cookiecutter.package_name }}.data.from_config import loader_settings
 from {{ cookiecutter.package_name }}.data.io import Image, ImageError, write_nifti, write_png
 from {{ cookiecutter.package_name }}.data.manifest import Case, DataError
-from {{ cookiecutter.package_name }}.data.preprocess import normalise, preprocess
+from {{ cookiecutter.package_name }}.data.preprocess import normalize, preprocess
 from {{ cookiecutter.package_name }}.train.lr_find import lr_range_test
 from {{ cookiecutter.package_name }}.utils.seed import sample_rng
 
@@ -89,10 +91,10 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 # --- preprocessing ---------------------------------------------------------------------------
 
 
-def test_ct_window_then_zscore_standardises_the_voxels_inside_the_window() -> None:
+def test_ct_window_then_zscore_standardizes_the_voxels_inside_the_window() -> None:
     rng = np.random.default_rng(1)
     hu = np.concatenate([np.full(500, -1024.0), rng.normal(40, 30, 2000), np.full(50, 3000.0)])
-    out = normalise(hu, "ct", window=(-1000, 1000))
+    out = normalize(hu, "ct", window=(-1000, 1000))
     inside = (hu > -1000) & (hu < 1000)
     assert out.dtype == np.float32
     assert out[inside].mean() == pytest.approx(0.0, abs=1e-4)
@@ -106,24 +108,24 @@ def test_ct_window_then_zscore_standardises_the_voxels_inside_the_window() -> No
 def test_mr_zscore_uses_the_nonzero_voxels_and_none_only_clips() -> None:
     rng = np.random.default_rng(2)
     mr = np.concatenate([np.zeros(1000), rng.gamma(4.0, 50.0, 3000)])
-    out = normalise(mr, "mr")
+    out = normalize(mr, "mr")
     assert out[1000:].mean() == pytest.approx(0.0, abs=1e-4)
     assert out[1000:].std() == pytest.approx(1.0, abs=1e-4)
     assert np.array_equal(
-        normalise(mr, "none", window=(0, 100)), np.clip(mr, 0, 100).astype(np.float32)
+        normalize(mr, "none", window=(0, 100)), np.clip(mr, 0, 100).astype(np.float32)
     )
-    assert np.all(normalise(np.full(10, 7.0), "mr") == 0)  # constant image: zeros, not NaN
+    assert np.all(normalize(np.full(10, 7.0), "mr") == 0)  # constant image: zeros, not NaN
     with pytest.raises(ValueError, match="needs a window"):
-        normalise(mr, "ct")
+        normalize(mr, "ct")
     with pytest.raises(ValueError, match="low < high"):
-        normalise(mr, "ct", window=(100, -100))
+        normalize(mr, "ct", window=(100, -100))
 
 
 @pytest.mark.parametrize("normalization", ["zscore", "mr", "none"])
 def test_the_ct_window_is_applied_only_by_ct_normalization(normalization: str) -> None:
     # A 12-bit radiograph (uint16 0..4095) with a nodule at 2600 on a 1500 background: a CT
     # window of [-200, 300] HU would clip both to 300 and the nodule would vanish.
-    from {{ cookiecutter.package_name }}.train.builders import loader_settings
+    from {{ cookiecutter.package_name }}.data.from_config import loader_settings
 
     cfg = load_config([f"data.normalization={normalization}", "data.window=[-200, 300]"])
     settings = loader_settings(cfg)
@@ -132,7 +134,7 @@ def test_the_ct_window_is_applied_only_by_ct_normalization(normalization: str) -
     image[10:14, 10:14] = 2600
     image[0, 0] = 4095
     pre = preprocess(
-        Image(image, np.eye(4)), None, normalisation=settings.normalisation, window=settings.window
+        Image(image, np.eye(4)), None, normalization=settings.normalization, window=settings.window
     )
     nodule, background = pre.image[11, 11], pre.image[20, 20]
     assert nodule - background == pytest.approx(
@@ -150,13 +152,13 @@ def test_resampling_to_a_target_spacing_gives_the_expected_grid_and_integral_lab
     affine[:3, 3] = [10.0, -5.0, 2.0]
     image = Image(array, affine, Path("img.nii.gz"))
     mask = Image(labels, affine, Path("mask.nii.gz"))
-    pre = preprocess(image, mask, normalisation="none", window=None, target_spacing=(1.0, 1.0, 1.5))
+    pre = preprocess(image, mask, normalization="none", window=None, target_spacing=(1.0, 1.0, 1.5))
     assert pre.image.shape == (10, 12, 16) and pre.mask.shape == (10, 12, 16)
     assert pre.spacing == pytest.approx((1.0, 1.0, 1.5))
     assert pre.mask.dtype == np.uint8 and set(np.unique(pre.mask)) <= {0, 1, 2}
-    # the grid still covers the same extent: its centre is at the same place in the world
-    centre = lambda aff, shape: (aff @ [*((np.array(shape) - 1) / 2), 1])[:3]  # noqa: E731
-    assert np.allclose(centre(pre.affine, pre.image.shape), centre(affine, array.shape))
+    # the grid still covers the same extent: its center is at the same place in the world
+    center = lambda aff, shape: (aff @ [*((np.array(shape) - 1) / 2), 1])[:3]  # noqa: E731
+    assert np.allclose(center(pre.affine, pre.image.shape), center(affine, array.shape))
     with pytest.raises(ImageError, match="img.nii.gz"):
         preprocess(image, target_spacing=(1.0, 1.0))
 
@@ -185,6 +187,30 @@ def test_second_read_comes_from_the_cache_without_decoding(
     assert torch.equal(first["label"], second["label"])
 
 
+def test_cache_plan_measures_one_entry_and_says_what_the_rest_will_take(
+    tmp_path: Path, cases: list[Case], reads: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = LoaderSettings(cache_dir=tmp_path / "cache")
+    data = MedicalDataset(cases, "segmentation", settings, train=False)
+    plan = data.cache_plan()
+    assert reads == {"image": 1, "label": 1}  # only the first case was decoded, to measure it
+    (entry,) = [p for p in (tmp_path / "cache").iterdir() if p.name != "stamps"]
+    size = sum(f.stat().st_size for f in entry.iterdir())
+    assert (plan.missing, plan.entry_bytes) == (len(cases), size)
+    assert plan.total_bytes == len(cases) * size
+    assert plan.fits and f"{len(cases)} cases" in plan.message()
+    assert data.prepare() == len(cases) - 1  # the measured entry is not decoded again
+    assert data.cache_plan() is None  # everything cached: nothing to say
+    uncached = MedicalDataset(cases, "segmentation", LoaderSettings(cache_dir=None))
+    assert uncached.cache_plan() is None
+    # A disk too small for the rest: the message says so and names the setting that moves it.
+    full = types.SimpleNamespace(total=10, used=9, free=1)
+    monkeypatch.setattr(dataset_module.shutil, "disk_usage", lambda _: full)
+    other = LoaderSettings(cache_dir=tmp_path / "cache2")
+    small = MedicalDataset(cases, "segmentation", other, train=False).cache_plan()
+    assert not small.fits and "data.cache_dir" in small.message()
+
+
 def test_cache_follows_file_content_and_preprocessing_settings(
     tmp_path: Path, cases: list[Case], reads: dict[str, int]
 ) -> None:
@@ -210,7 +236,7 @@ def test_cache_follows_file_content_and_preprocessing_settings(
     age(case.image, case.label, seconds=10)
     item = MedicalDataset([case], "segmentation", settings, train=False)[0]
     assert reads["image"] == 3
-    expected = normalise(image + 500, "ct", (-1000, 1000))
+    expected = normalize(image + 500, "ct", (-1000, 1000))
     assert np.allclose(item["image"][0].numpy(), expected, atol=1e-5)
 
 
@@ -324,11 +350,11 @@ def test_patches_have_the_requested_size_and_small_images_are_padded(
     big = dataclasses.replace(settings, patch_size=(20, 16, 10))
     train = MedicalDataset(cases, "segmentation", big, train=True)[0]
     val = MedicalDataset(
-        cases, "segmentation", dataclasses.replace(big, val_centre_crop=True), train=False
+        cases, "segmentation", dataclasses.replace(big, val_center_crop=True), train=False
     )[0]
     for item in (train, val):
         assert item["image"].shape == (1, 20, 16, 10) and item["label"].shape == (20, 16, 10)
-    # the centre crop pads evenly: the 16x16x8 image sits in the middle, with air around it
+    # the center crop pads evenly: the 16x16x8 image sits in the middle, with air around it
     image = val["image"][0]
     assert torch.all(image[:2] == image.min()) and torch.all(val["label"][:2] == 0)
     assert image[2:18, :, 1:9].std() > 0
@@ -362,7 +388,7 @@ def test_foreground_fraction_is_respected(
 ) -> None:
     image = np.zeros((40, 40, 20), dtype=np.int16)
     mask = np.zeros((40, 40, 20), dtype=np.uint8)
-    mask[2:4, 30:32, 15:17] = 1  # a small lesion off-centre: a random 8^3 patch rarely hits it
+    mask[2:4, 30:32, 15:17] = 1  # a small lesion off-center: a random 8^3 patch rarely hits it
     case = write_case(tmp_path, "one", image, mask)
     settings = LoaderSettings(
         patch_size=(8, 8, 8), foreground_fraction=fraction, augment=False, cache_dir=tmp_path / "c"
@@ -372,7 +398,7 @@ def test_foreground_fraction_is_respected(
     for epoch in range(200):
         dataset.set_epoch(epoch)
         hits += int(dataset[0]["label"].any())
-    # 0.5 of patches centred on the lesion plus the few random patches (~1%) that cover it
+    # 0.5 of patches centered on the lesion plus the few random patches (~1%) that cover it
     assert low <= hits / 200 <= high
 
 
@@ -398,6 +424,46 @@ def test_spatial_augmentations_move_image_and_mask_together() -> None:
         AugmentSettings(flip=False, rotate90=False, rotate_degrees=0, noise_std=0),
     )
     assert np.unique(image).size == 1 and image.flat[0] != 0  # intensity shift applied
+
+
+def test_loader_and_augment_defaults_are_the_configs() -> None:
+    # One source of truth: the code defaults are those of config.py (and so default.yaml).
+    data = DataConfig()
+    assert LoaderSettings().foreground_fraction == data.foreground_fraction
+    assert LoaderSettings().window == tuple(data.window)
+    assert LoaderSettings().augment == data.augment
+    assert AugmentSettings() == AugmentSettings.from_config(data.augmentation)
+    assert AugmentSettings().scale == data.augmentation.intensity_scale
+    assert AugmentSettings().shift == data.augmentation.intensity_shift
+
+
+def test_config_augmentation_strengths_reach_the_training_items(
+    project: Path, cases: list[Case]
+) -> None:
+    only_shift = [
+        "data.normalization=ct",
+        "data.augmentation.flip=false",
+        "data.augmentation.rotate90=false",
+        "data.augmentation.rotate_degrees=0",
+        "data.augmentation.intensity_scale=0",
+        "data.augmentation.intensity_shift=0.5",
+        "data.augmentation.noise_std=0",
+    ]
+    settings = loader_settings(load_config(only_shift))
+    assert settings.augmentation == AugmentSettings(
+        flip=False, rotate90=False, rotate_degrees=0, scale=0, shift=0.5, noise_std=0
+    )
+    settings = dataclasses.replace(settings, patch_size=None, cache_dir=None)
+    train = MedicalDataset(cases, "segmentation", settings, seed=5)
+    val = MedicalDataset(cases, "segmentation", settings, train=False)
+    offsets = []
+    for epoch in range(4):
+        train.set_epoch(epoch)
+        difference = (train[0]["image"] - val[0]["image"]).numpy()
+        # Only the shift is on: the same offset on every voxel, drawn in [-0.5, 0.5].
+        assert np.ptp(difference) < 1e-5
+        offsets.append(float(difference.flat[0]))
+    assert all(abs(o) <= 0.5 for o in offsets) and max(map(abs, offsets)) > 0.05
 
 
 def test_augmentation_depends_on_seed_epoch_index_not_on_workers(
@@ -426,13 +492,15 @@ def test_augmentation_depends_on_seed_epoch_index_not_on_workers(
 
 
 def test_validation_items_are_deterministic(tmp_path: Path, cases: list[Case]) -> None:
-    settings = LoaderSettings(patch_size=(8, 8, 4), cache_dir=tmp_path / "cache")
+    settings = LoaderSettings(
+        patch_size=(8, 8, 4), cache_dir=tmp_path / "cache", window=(-1000.0, 1000.0)
+    )
     val = MedicalDataset(cases, "segmentation", settings, train=False)
     first = val[0]
     val.set_epoch(7)
     assert torch.equal(val[0]["image"], first["image"])
     assert first["image"].shape == (1, 16, 16, 8)  # whole image: no crop, no augmentation
-    expected = normalise(ct_volume(np.random.default_rng(0))[0], "ct", (-1000, 1000))
+    expected = normalize(ct_volume(np.random.default_rng(0))[0], "ct", (-1000, 1000))
     assert np.allclose(first["image"][0].numpy(), expected, atol=1e-5)
 
 
@@ -458,7 +526,7 @@ def test_2d_segmentation_items_from_png(tmp_path: Path) -> None:
     case = Case(
         "xray", "p", write_png(image, tmp_path / "x.png"), write_png(mask, tmp_path / "m.png")
     )
-    settings = LoaderSettings(normalisation="mr", window=None, patch_size=(8, 8))
+    settings = LoaderSettings(normalization="mr", window=None, patch_size=(8, 8))
     dataset = MedicalDataset([case], "segmentation", settings, spatial_dims=2)
     item = dataset[0]
     assert item["image"].shape == (1, 8, 8) and item["image"].dtype == torch.float32
@@ -473,7 +541,7 @@ def test_masks_keep_their_stored_dtype_in_items_and_batches(
 ) -> None:
     settings = LoaderSettings(cache_dir=tmp_path / "cache")
     for train, patch in ((False, None), (True, (8, 8, 4)), (False, (8, 8, 4))):
-        options = dataclasses.replace(settings, patch_size=patch, val_centre_crop=patch is not None)
+        options = dataclasses.replace(settings, patch_size=patch, val_center_crop=patch is not None)
         dataset = MedicalDataset(cases, "segmentation", options, train=train)
         for index in (0, 0):  # built, then read back from the cache
             label = dataset[index]["label"]
@@ -530,7 +598,7 @@ def test_classification_items_carry_the_class_index(tmp_path: Path) -> None:
     cases[1].label = "finding"
     classes = class_names(cases)
     assert classes == ["finding", "normal"]
-    settings = LoaderSettings(normalisation="mr", window=None, patch_size=(8, 8, 6))
+    settings = LoaderSettings(normalization="mr", window=None, patch_size=(8, 8, 6))
     dataset = MedicalDataset(cases, "classification", settings, classes=classes)
     labels = [dataset[i]["label"] for i in range(3)]
     assert [int(t) for t in labels] == [1, 0, 1]
@@ -569,8 +637,8 @@ def test_bad_input_is_refused(tmp_path: Path, cases: list[Case]) -> None:
         LoaderSettings(patch_size=(8, 0, 4))
     with pytest.raises(ValueError, match="foreground_fraction"):
         LoaderSettings(foreground_fraction=1.5)
-    with pytest.raises(ValueError, match="normalisation"):
-        LoaderSettings(normalisation="pet")
+    with pytest.raises(ValueError, match="normalization"):
+        LoaderSettings(normalization="pet")
     with pytest.raises(ImageError, match="case0.nii.gz.*3D"):
         MedicalDataset(cases, "segmentation", spatial_dims=2)[0]
     with pytest.raises(ImageError, match="patch_size"):

@@ -12,8 +12,7 @@ import pytest
 
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.config import load_config
-from {{ cookiecutter.package_name }}.data.dummy import FORMATS, MARKER, TASKS, generate_dataset
-from {{ cookiecutter.package_name }}.data.duplicates import (
+from {{ cookiecutter.package_name }}.data.inspect.duplicates import (
     exact_duplicates,
     fingerprints,
     near_duplicates,
@@ -25,6 +24,7 @@ from {{ cookiecutter.package_name }}.data.manifest import (
     read_manifest,
     write_manifest,
 )
+from {{ cookiecutter.package_name }}.data.synthetic.dummy import FORMATS, MARKER, TASKS, generate_dataset
 
 COMBOS = [
     (task, dims, fmt)

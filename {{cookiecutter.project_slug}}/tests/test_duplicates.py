@@ -7,8 +7,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from {{ cookiecutter.package_name }}.data import duplicates
-from {{ cookiecutter.package_name }}.data.duplicates import (
+from {{ cookiecutter.package_name }}.data.inspect import duplicates
+from {{ cookiecutter.package_name }}.data.inspect.duplicates import (
     exact_duplicates,
     fingerprint,
     near_duplicates,
@@ -22,9 +22,9 @@ from {{ cookiecutter.package_name }}.data.io import Image
 def blob(seed: int, shape: tuple[int, ...] = (24, 24, 8)) -> np.ndarray:
     rng = np.random.default_rng(seed)
     grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"))
-    centre = rng.uniform(4, 20, size=len(shape))[:, None, None, None]
-    centre[-1] = rng.uniform(2, 6)
-    return (1000 * np.exp(-((grid - centre) ** 2).sum(0) / 30)).astype(np.int16)
+    center = rng.uniform(4, 20, size=len(shape))[:, None, None, None]
+    center[-1] = rng.uniform(2, 6)
+    return (1000 * np.exp(-((grid - center) ** 2).sum(0) / 30)).astype(np.int16)
 
 
 def prints(arrays: dict[str, np.ndarray]):
@@ -50,7 +50,7 @@ def test_near_duplicates_found_and_distinct_images_not() -> None:
     assert near_duplicates(prints({"a": a, "a2": a.copy()})) == []
 
 
-def test_thumbnail_is_normalised() -> None:
+def test_thumbnail_is_normalized() -> None:
     t = thumbnail(blob(3))
     assert t.shape == (16**3,)
     assert abs(t.mean()) < 1e-5 and np.linalg.norm(t) == pytest.approx(1.0, abs=1e-5)

@@ -17,10 +17,11 @@ from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.data.io import read_image, write_dicom, write_nifti
 from {{ cookiecutter.package_name }}.data.manifest import read_manifest, write_manifest
 from {{ cookiecutter.package_name }}.data.split import make_splits
-from {{ cookiecutter.package_name }}.evaluate.classification_metrics import auroc
 from {{ cookiecutter.package_name }}.evaluate.inference import load_run, load_runs
 from {{ cookiecutter.package_name }}.evaluate.model_card import interval_sentence
-from {{ cookiecutter.package_name }}.evaluate.segmentation_metrics import (
+from {{ cookiecutter.package_name }}.metrics.classification import auroc
+from {{ cookiecutter.package_name }}.metrics.registry import register, unregister
+from {{ cookiecutter.package_name }}.metrics.segmentation import (
     image_diagonal,
     normalized_surface_dice,
     segmentation_metrics,
@@ -168,7 +169,7 @@ def test_positive_class_is_checked_and_an_empty_one_is_printed(
 
 def test_segmentation_definitions_name_class_convention_and_tolerance() -> None:
     from {{ cookiecutter.package_name }}.evaluate.evaluation import segmentation_definitions
-    from {{ cookiecutter.package_name }}.evaluate.segmentation_metrics import (
+    from {{ cookiecutter.package_name }}.metrics.segmentation import (
         summarize_segmentation,
     )
 
@@ -392,3 +393,50 @@ def test_a_resampling_run_scores_and_writes_on_the_source_grid(trained: Path) ->
             assert float(row["dice"]) == pytest.approx(
                 segmentation_metrics(pred.array, truth, image.spacing)["dice"], abs=1e-5
             )
+
+
+@pytest.fixture
+def extra_metric() -> tuple[str, str]:
+    """A metric registered for this test only: the built-in one it must equal, and its name.
+
+    Segmentation: Dice written out again; classification: accuracy written out again. Both
+    are computed on everything the built-in is computed on, so every value must agree.
+    """
+    if SEGMENTATION:
+
+        def again(pred: np.ndarray, truth: np.ndarray, spacing: tuple[float, ...]) -> float:
+            total = np.count_nonzero(pred) + np.count_nonzero(truth)
+            return 1.0 if total == 0 else 2.0 * np.count_nonzero(pred & truth) / total
+
+    else:
+
+        def again(labels: np.ndarray, probabilities: np.ndarray, positive: int) -> float:
+            return float(np.mean(np.argmax(probabilities, axis=1) == labels))
+
+    builtin = "dice" if SEGMENTATION else "accuracy"
+    register(TASK, f"{builtin}_again", definition=f"{builtin}, computed a second time")(again)
+    yield builtin, f"{builtin}_again"
+    unregister(TASK, f"{builtin}_again")
+
+
+def test_a_registered_metric_reaches_metrics_csv_metrics_json_and_the_card(
+    tiny: Path, extra_metric: tuple[str, str]
+) -> None:
+    builtin, name = extra_metric
+    # One registration and nothing else: a validation column, a valid monitor, ...
+    run = train_small("train.epochs=2", f"train.monitor=val_{name}")
+    epochs = read_rows(run / "metrics.csv")
+    assert len(epochs) == 2
+    for row in epochs:
+        assert float(row[f"val_{name}"]) == pytest.approx(float(row[f"val_{builtin}"]), abs=1e-12)
+    # ... and an evaluated value with its interval, definition and per-case column.
+    assert main(["evaluate", str(run)]) == 0
+    out = run / "evaluation" / "val"
+    report = json.loads((out / "metrics.json").read_text())
+    ours, reference = report["summary"][name], report["summary"][builtin]
+    assert ours == pytest.approx(reference, abs=1e-12)  # value, low and high
+    assert report["definitions"][name] == f"{builtin}, computed a second time"
+    if SEGMENTATION:
+        rows = read_rows(out / "per_case.csv")
+        assert [float(r[name]) for r in rows] == pytest.approx([float(r["dice"]) for r in rows])
+    assert f"| {name} | {ours['value']:.3f} |" in (run / "MODEL_CARD.md").read_text()

@@ -58,7 +58,7 @@ TOY = {
 class BoxNet(nn.Module):
     """A fixed-weight network whose answer depends only on the image inside a known box.
 
-    A strided 3×3(×3) convolution (channel 0 ~ brightness, channel 1 ~ darkness; centre-heavy
+    A strided 3×3(×3) convolution (channel 0 ~ brightness, channel 1 ~ darkness; center-heavy
     kernels) feeds ``evidence = mean of channel 0 inside the box``. Classification: logits
     ``(-evidence, evidence)``; segmentation: class-1 logit = channel 0 inside the box, -0.5
     outside. The input is padded to a multiple of 16 first, as the U-Nets do, so the feature

@@ -12,6 +12,7 @@ import torch
 from tiny_data import TASK
 
 from {{ cookiecutter.package_name }}.cli import main
+from {{ cookiecutter.package_name }}.data.from_config import loader_settings
 from {{ cookiecutter.package_name }}.data.io import read_image, write_dicom
 from {{ cookiecutter.package_name }}.evaluate.dicom_seg import (
     DicomSegError,
@@ -26,7 +27,6 @@ from {{ cookiecutter.package_name }}.evaluate.export import (
     export_run,
 )
 from {{ cookiecutter.package_name }}.evaluate.inference import load_runs
-from {{ cookiecutter.package_name }}.train.builders import loader_settings
 
 
 def test_central_patch_crops_and_pads() -> None:
@@ -68,7 +68,7 @@ def test_export_matches_pytorch(
     assert meta["check"]["max_abs_difference"] <= 1e-4 and meta["check"]["cases"] >= 1
     settings = loader_settings(runs[0].cfg).preprocessing()
     assert meta["preprocessing"]["window"] == settings["window"]
-    assert meta["preprocessing"]["normalisation"] == settings["normalisation"]
+    assert meta["preprocessing"]["normalization"] == settings["normalization"]
     # Independently of the command's own check: the file reproduces PyTorch within 1e-4.
     reference = Probabilities([runs[0].model], [1.0]).eval()
     for image in check_inputs(runs):

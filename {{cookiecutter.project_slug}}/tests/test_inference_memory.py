@@ -72,3 +72,61 @@ def test_class_labels_allocate_about_one_byte_a_voxel(monkeypatch: pytest.Monkey
     slab = inference.SLAB_VOXELS * 8  # one slab's int64 argmax
     assert peak < voxels + slab + 100_000  # plain argmax(0) would take 8 bytes a voxel
     assert voxels * 8 > 2 * (voxels + slab + 100_000)  # ... which this bound would catch
+
+
+def test_label_counts_match_bincount_without_eight_bytes_a_voxel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(inference, "SLAB_VOXELS", 1 << 14)
+    labels = np.random.default_rng(2).integers(0, 3, size=(64, 64, 128)).astype(np.uint8)
+    np.testing.assert_array_equal(
+        inference.label_counts(labels, 4), np.bincount(labels.ravel(), minlength=4)
+    )
+    tracemalloc.start()
+    try:
+        inference.label_counts(labels, 4)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < labels.size  # np.bincount(labels.ravel()) takes 8 bytes a voxel
+    with pytest.raises(ValueError, match="below 3, found 5"):
+        inference.label_counts(np.array([0, 5], np.uint8), 3)
+
+
+@pytest.mark.applies(task="segmentation")
+def test_predict_releases_the_source_voxels_before_inference(
+    trained, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sliding-window inference runs without the source image's voxels in memory (they are in
+    the preprocessed tensor): a whole volume less at the peak on a 512x512x600 CT."""
+    import gc
+    import weakref
+
+    from tiny_data import AFFINE, SHAPE
+
+    from {{ cookiecutter.package_name }}.cli import main
+    from {{ cookiecutter.package_name }}.data.io import write_nifti
+    from {{ cookiecutter.package_name }}.evaluate import predict as predict_module
+
+    sources: list[weakref.ref] = []
+    read = predict_module.read_image
+
+    def reading(path):
+        image = read(path)
+        sources.append(weakref.ref(image.array))
+        return image
+
+    alive: list[bool] = []
+    infer = predict_module.probabilities
+
+    def inferring(runs, tensor):
+        gc.collect()
+        alive.append(any(ref() is not None for ref in sources))
+        return infer(runs, tensor)
+
+    monkeypatch.setattr(predict_module, "read_image", reading)
+    monkeypatch.setattr(predict_module, "probabilities", inferring)
+    image = np.random.default_rng(3).normal(0, 20, SHAPE).astype(np.int16)
+    write_nifti(image, AFFINE, tmp_path / "in" / "a.nii.gz")
+    assert main(["predict", str(trained), str(tmp_path / "in"), "--out", str(tmp_path / "o")]) == 0
+    assert alive == [False]

@@ -13,17 +13,16 @@ from PIL import Image as PILImage
 
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.config import load_config
-from {{ cookiecutter.package_name }}.data import inspection as inspect_module
-from {{ cookiecutter.package_name }}.data.inspection import (
-    dice,
-    inspect_dataset,
+from {{ cookiecutter.package_name }}.data.inspect import inspect_dataset, view_case
+from {{ cookiecutter.package_name }}.data.inspect import inspection as inspect_module
+from {{ cookiecutter.package_name }}.data.inspect.statistics import (
     intensity_stats,
     mask_sizes,
-    view_case,
+    mean_label_dice,
 )
 from {{ cookiecutter.package_name }}.data.io import ImageError, write_dicom, write_nifti, write_png
 from {{ cookiecutter.package_name }}.data.manifest import Case, DataError, write_manifest
-from {{ cookiecutter.package_name }}.viz.data_plots import LABEL_COLOURS, RATER_COLOUR, montage_slices
+from {{ cookiecutter.package_name }}.viz.data_plots import LABEL_COLORS, RATER_COLOR, montage_slices
 
 DAY = dt.date(2024, 5, 1)
 SHAPE = (12, 10, 6)
@@ -116,8 +115,8 @@ def pixels(path: Path) -> np.ndarray:
         return np.asarray(png.convert("RGB"))
 
 
-def has_colour(picture: np.ndarray, colour: str) -> bool:
-    rgb = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
+def has_color(picture: np.ndarray, color: str) -> bool:
+    rgb = [int(color[i : i + 2], 16) for i in (1, 3, 5)]
     return bool(np.all(picture == rgb, axis=-1).any())
 
 
@@ -230,11 +229,11 @@ def test_plots_and_montages_are_written(segmentation: dict[str, Any]) -> None:
         assert picture.shape[0] > 100 and picture.std() > 0, name
     for case in report["cases"]:
         assert (folder / case["montage"]).is_file()
-    red, cyan = LABEL_COLOURS[0][1], RATER_COLOUR
+    red, cyan = LABEL_COLORS[0][1], RATER_COLOR
     c1 = pixels(folder / "montages" / "c1.png")
-    assert has_colour(c1, red)  # the label is outlined
-    assert has_colour(pixels(folder / "montages" / "c2.png"), cyan)  # the second annotator too
-    assert not has_colour(pixels(folder / "montages" / "c3.png"), red)  # an empty mask
+    assert has_color(c1, red)  # the label is outlined
+    assert has_color(pixels(folder / "montages" / "c2.png"), cyan)  # the second annotator too
+    assert not has_color(pixels(folder / "montages" / "c3.png"), red)  # an empty mask
     markdown = (folder / "report.md").read_text(encoding="utf-8")
     assert "![mask sizes](mask_sizes.png)" in markdown
     assert "[montage](montages/c1.png)" in markdown
@@ -333,6 +332,26 @@ def test_cli_inspect_writes_the_report(project: Path, capsys: pytest.CaptureFixt
     assert len(report["cases"]) == (4 if task == "classification" else 6)
 
 
+def test_cli_inspect_checks_the_configured_normalization(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``inspect`` checks the settings training would use (``data.*`` overrides), not ``auto``."""
+    task = load_config().task
+    if task == "classification":
+        make_classification(project / "mydata")
+    else:
+        make_segmentation(project / "mydata")
+    overrides = ["data.normalization=ct", "data.window=[-50,50]", "data.orientation=none"]
+    assert main(["inspect", "--data", "mydata", *overrides]) == 0
+    today = dt.date.today().isoformat()
+    path = project / "reports" / "inspect" / f"{today}_mydata" / "report.json"
+    fingerprint = json.loads(path.read_text(encoding="utf-8"))["fingerprint"]
+    assert fingerprint["normalization"]["requested"] == "ct"
+    assert fingerprint["normalization"]["resolved"] == "ct"
+    assert fingerprint["normalization"]["window"] == [-50.0, 50.0]
+    assert fingerprint["orientation"] == "as stored"
+
+
 def test_unreadable_image_names_the_file_and_writes_nothing(tmp_path: Path) -> None:
     root = tmp_path / "data"
     make_segmentation(root)
@@ -415,9 +434,9 @@ def test_view_case_unknown_id_is_an_error(segmentation: dict[str, Any]) -> None:
 def test_dice_and_mask_sizes() -> None:
     a = block(slice(0, 2), slice(0, 2), slice(0, 1))  # 4 voxels
     b = block(slice(0, 2), slice(0, 1), slice(0, 1))  # 2 of them
-    assert dice(a, b) == pytest.approx(2 * 2 / 6)
-    assert dice(np.zeros(SHAPE), np.zeros(SHAPE)) == 1.0
-    assert dice(a, np.zeros(SHAPE)) == 0.0
+    assert mean_label_dice(a, b) == pytest.approx(2 * 2 / 6)
+    assert mean_label_dice(np.zeros(SHAPE), np.zeros(SHAPE)) == 1.0
+    assert mean_label_dice(a, np.zeros(SHAPE)) == 0.0
     assert mask_sizes(a[:, :, 0], (0.5, 2.0)) == {"1": {"voxels": 4, "mm2": 4.0}}
     with pytest.raises(ValueError, match="spacing"):
         mask_sizes(a, (1.0, 1.0))
@@ -442,3 +461,89 @@ def test_cli_missing_manifest_is_one_line(
     assert main(["inspect", "--data", "nodata"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: no manifest") and "nodata" in err[0]
+
+
+def mr_dataset(root: Path, affines: list[np.ndarray]) -> list[Case]:
+    """MR-like cases (background 0, tissue about 900, lesion about 1400), one per affine; an
+    affine with negative diagonal entries stores the same voxels with those axes reversed."""
+    rng = np.random.default_rng(3)
+    cases = []
+    for i, affine in enumerate(affines):
+        image = np.zeros(SHAPE, np.float32)
+        image[2:10, 2:8, 1:5] = rng.normal(900, 100, (8, 6, 4))
+        mask = block(slice(4, 8), slice(3, 7), slice(2, 4))
+        image[mask == 1] = rng.normal(1400, 80, int(mask.sum()))
+        flips = [a for a in range(3) if affine[a, a] < 0]
+        image, mask = np.flip(image, flips).copy(), np.flip(mask, flips).copy()
+        cases.append(
+            Case(
+                f"m{i}",
+                f"p{i}",
+                write_nifti(image, affine, root / "images" / f"m{i}.nii.gz"),
+                write_nifti(mask, affine, root / "labels" / f"m{i}.nii.gz"),
+            )
+        )
+    write_manifest(root, cases)
+    return cases
+
+
+def inspect_quietly(root: Path, out: Path, **options: Any) -> dict[str, Any]:
+    path = inspect_dataset(
+        root, task="segmentation", out_dir=out, day=DAY, figures=False, **options
+    )
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_mixed_spacings_warn_and_a_spacing_is_proposed(tmp_path: Path) -> None:
+    coarse = np.diag([0.7, 0.7, 3.0, 1.0])
+    mr_dataset(tmp_path / "data", [AFFINE, AFFINE, coarse, coarse])
+    report = inspect_quietly(tmp_path / "data", tmp_path / "out")
+    proposed = [0.75, 0.75, 2.75]  # the median: no axis is 3 x coarser than the others
+    assert report["fingerprint"]["proposed_spacing"] == proposed
+    assert report["fingerprint"]["distinct_spacings"] == 2
+    assert (
+        f"2 distinct voxel spacings over 4 cases: without data.target_spacing each case keeps "
+        f"its own grid; proposed data.target_spacing={proposed} (median, nnU-Net's rule)"
+    ) in report["warnings"]
+
+
+def test_mixed_orientations_warn(tmp_path: Path) -> None:
+    lps = AFFINE @ np.diag([-1.0, -1.0, 1.0, 1.0])  # same spacing, axes 0 and 1 reversed
+    mr_dataset(tmp_path / "data", [AFFINE, AFFINE, lps])
+    report = inspect_quietly(tmp_path / "data", tmp_path / "out")
+    assert report["fingerprint"]["orientations"] == {"RAS": 2, "LPS": 1}
+    assert by_id(report)["m2"]["orientation"] == "LPS"
+    assert any(
+        w.startswith("mixed orientations (LPS: 1, RAS: 2 cases)") for w in report["warnings"]
+    )
+    # Reoriented to RAS, the three cases share one spacing: no spacing warning.
+    assert report["fingerprint"]["distinct_spacings"] == 1
+
+
+def test_a_ct_window_on_mr_intensities_warns(tmp_path: Path) -> None:
+    mr_dataset(tmp_path / "data", [AFFINE, AFFINE])
+    auto = inspect_quietly(tmp_path / "data", tmp_path / "auto")
+    norm = auto["fingerprint"]["normalization"]
+    assert (norm["resolved"], norm["window"], norm["clipped"]) == ("mr", None, 0.0)
+    assert not any("window" in w for w in auto["warnings"])
+    ct = inspect_quietly(
+        tmp_path / "data", tmp_path / "ct", normalization="ct", window=[-200.0, 300.0]
+    )
+    assert ct["fingerprint"]["normalization"]["clipped"] == 1.0  # every lesion voxel > 300
+    warnings = [w for w in ct["warnings"] if "window" in w]
+    assert len(warnings) == 2
+    assert warnings[0].startswith("data.normalization is ct (window [-200, 300] HU)")
+    assert warnings[1].startswith("100% of the sampled foreground intensities lie outside")
+
+
+def test_the_report_says_which_normalization_auto_picks(segmentation: dict[str, Any]) -> None:
+    report = segmentation["report"]
+    fp = report["fingerprint"]
+    assert fp["modality"] == "ct" and fp["normalization"]["resolved"] == "ct"
+    low, high = fp["normalization"]["window"]
+    assert (low, high) == (
+        round(fp["intensity"]["p00_5"], 1),
+        round(fp["intensity"]["p99_5"], 1),
+    )
+    text = (segmentation["path"].parent / "report.md").read_text(encoding="utf-8")
+    assert f"Normalization auto -> ct, window [{low:g}, {high:g}]" in text

@@ -15,12 +15,12 @@ import pytest
 from tiny_data import AFFINE, DIMS, SHAPE, TASK, train_small
 
 from {{ cookiecutter.package_name }}.cli import main
-from {{ cookiecutter.package_name }}.data.inspection import inspect_dataset
+from {{ cookiecutter.package_name }}.data.inspect import inspect_dataset
 from {{ cookiecutter.package_name }}.data.io import read_image, write_dicom, write_nifti, write_png
 from {{ cookiecutter.package_name }}.data.layouts import build_manifest, detect_layout
 from {{ cookiecutter.package_name }}.data.manifest import DataError, read_manifest
 from {{ cookiecutter.package_name }}.data.split import load_splits, make_splits
-from {{ cookiecutter.package_name }}.train.checkpoint import load_checkpoint
+from {{ cookiecutter.package_name }}.runs.checkpoint import load_checkpoint
 
 SHAPE3 = (16, 16, 8)
 

@@ -29,8 +29,8 @@ from monai.metrics import (
 from scipy import ndimage
 from scipy.spatial.distance import cdist
 
-from {{ cookiecutter.package_name }}.evaluate.bootstrap import bootstrap_ci, bootstrap_cis
-from {{ cookiecutter.package_name }}.evaluate.classification_metrics import (
+from {{ cookiecutter.package_name }}.metrics.bootstrap import bootstrap_ci, bootstrap_cis
+from {{ cookiecutter.package_name }}.metrics.classification import (
     accuracy,
     auroc,
     balanced_accuracy,
@@ -42,7 +42,17 @@ from {{ cookiecutter.package_name }}.evaluate.classification_metrics import (
     sensitivity,
     specificity,
 )
-from {{ cookiecutter.package_name }}.evaluate.segmentation_metrics import (
+from {{ cookiecutter.package_name }}.metrics.registry import (
+    MONITORS,
+    classification_set,
+    monitor_mode,
+    monitors,
+    register,
+    registered,
+    segmentation_case,
+    unregister,
+)
+from {{ cookiecutter.package_name }}.metrics.segmentation import (
     assd,
     dice,
     hd95,
@@ -280,7 +290,7 @@ def test_class_absent_from_truth_and_summary_counts() -> None:
 
 
 def monai_nsd(pred: np.ndarray, truth: np.ndarray, spacing, classes: list[int], tolerance: float):
-    """MONAI's normalised surface Dice per class (no sub-voxel areas, Euclidean distances)."""
+    """MONAI's normalized surface Dice per class (no sub-voxel areas, Euclidean distances)."""
     one_hot = [
         torch.from_numpy(np.stack([labels == c for c in classes])[None].astype(np.float32))
         for labels in (pred, truth)
@@ -706,3 +716,74 @@ def test_bad_bootstrap_inputs() -> None:
         bootstrap_ci(np.array([]))
     with pytest.raises(ValueError, match="lengths"):
         bootstrap_ci((values, values[:5]), lambda a, b: 0.0)
+
+
+# --------------------------------------------------------------------------- the metric registry
+
+
+def test_registry_builtins_are_the_validation_metrics_and_agree_with_the_full_sets() -> None:
+    assert [m.column for m in registered("segmentation")] == ["val_dice"]
+    assert [m.column for m in registered("classification")] == [
+        "val_accuracy",
+        "val_balanced_accuracy",
+        "val_auroc",
+    ]
+    assert monitors("segmentation") == ("val_dice", "val_loss")
+    assert MONITORS["classification"][0] == "val_auroc" and MONITORS["classification"][-1] == (
+        "val_loss"
+    )
+    rng = np.random.default_rng(3)
+    truth = np.zeros((12, 10, 6), dtype=int)
+    truth[2:7, 2:6, 1:4], truth[8:11, 6:9, 2:5] = 1, 2
+    pred = np.where(rng.random(truth.shape) < 0.1, rng.integers(0, 3, truth.shape), truth)
+    full = segmentation_metrics(pred, truth, (0.8, 0.8, 2.5), classes=(1, 2))
+    ours = segmentation_case(pred, truth, (0.8, 0.8, 2.5), classes=(1, 2))
+    assert ours == {"dice_1": full["dice_1"], "dice_2": full["dice_2"], "dice": full["dice"]}
+    for k in (2, 3):
+        labels = rng.integers(0, k, 40)
+        probabilities = rng.dirichlet(np.ones(k), 40)
+        names = [str(i) for i in range(k)]
+        for positive in (0, 1) if k == 2 else (1,):
+            reference = classification_metrics(
+                labels, probabilities, names, names[positive] if k == 2 else None
+            )
+            values = classification_set(labels, probabilities, positive)
+            assert values == {m: reference[m] for m in ("accuracy", "balanced_accuracy", "auroc")}
+
+
+def test_registering_a_metric_makes_it_a_monitor_and_unregistering_removes_it() -> None:
+    @register("segmentation", "hausdorff_like", definition="a distance", higher_is_better=False)
+    def _distance(pred: np.ndarray, truth: np.ndarray, spacing: tuple[float, ...]) -> float:
+        return float(np.count_nonzero(pred ^ truth)) * spacing[0]
+
+    try:
+        assert MONITORS["segmentation"] == ("val_dice", "val_hausdorff_like", "val_loss")
+        assert monitor_mode("val_hausdorff_like") == "min"
+        assert monitor_mode("val_dice") == "max" and monitor_mode("val_loss") == "min"
+        pred = np.zeros((4, 4), dtype=int)
+        truth = pred.copy()
+        pred[0, :2], truth[0, :3], truth[3, 3] = 1, 1, 2
+        # Per class: class 1 differs in 1 voxel, class 2 in 1 voxel; x-spacing 2 mm.
+        scores = segmentation_case(pred, truth, (2.0, 1.0), classes=(1, 2))
+        assert scores["hausdorff_like_1"] == 2.0 and scores["hausdorff_like_2"] == 2.0
+        assert scores["hausdorff_like"] == 2.0
+    finally:
+        unregister("segmentation", "hausdorff_like")
+    assert MONITORS["segmentation"] == ("val_dice", "val_loss")
+    assert monitor_mode("val_hausdorff_like") == "max"
+
+
+def test_bad_registrations_are_refused() -> None:
+    with pytest.raises(ValueError, match="task must be one of"):
+        register("detection", "x", definition="y")
+    for bad in ("Dice", "2x", "loss", "a-b", ""):
+        with pytest.raises(ValueError, match="lower-case"):
+            register("segmentation", bad, definition="y")
+    with pytest.raises(ValueError, match="already registered"):
+        register("segmentation", "dice", definition="again")
+    with pytest.raises(ValueError, match="definition"):
+        register("classification", "nothing", definition="  ")
+    with pytest.raises(ValueError, match="no classification metric named 'nope'"):
+        unregister("classification", "nope")
+    with pytest.raises(ValueError, match="same shape"):
+        segmentation_case(np.zeros((2, 2)), np.zeros((2, 3)), (1.0, 1.0), classes=(1,))

@@ -1,4 +1,4 @@
-"""Models: every network builds, runs forward and backward in 2D and 3D; initialisation,
+"""Models: every network builds, runs forward and backward in 2D and 3D; initialization,
 pretrained weights, freezing and the per-layer statistics behave as documented."""
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def test_unet_pads_odd_sizes_and_crops_back(sizes: tuple[int, ...]) -> None:
     out = model(x)
     assert out.shape == (1, 3, *sizes)
     assert torch.isfinite(out).all()
-    # Documented behaviour: pad the far end of each axis by repeating the edge, crop back.
+    # Documented behavior: pad the far end of each axis by repeating the edge, crop back.
     multiple = 2**3  # depth 3; and at least 2 voxels per axis at the coarsest level
     target = [max(math.ceil(s / multiple) * multiple, 2 * multiple) for s in sizes]
     pad = [0, target[2] - sizes[2], 0, target[1] - sizes[1], 0, target[0] - sizes[0]]
@@ -121,10 +121,10 @@ def test_sub_pixel_upsample_equals_a_stride_2_transposed_convolution(spatial_dim
     assert torch.allclose(up(x), transposed(x), atol=1e-5)
 
 
-# --- initialisation ---------------------------------------------------------------------
+# --- initialization ---------------------------------------------------------------------
 
 
-def test_initialisation_is_he_for_relu_and_xavier_for_tanh() -> None:
+def test_initialization_is_he_for_relu_and_xavier_for_tanh() -> None:
     for activation, rule in [("relu", "he"), ("leaky_relu", "he"), ("tanh", "xavier")]:
         torch.manual_seed(0)
         model = build_model(
@@ -169,7 +169,7 @@ def test_init_torch_keeps_pytorch_defaults() -> None:
 
 
 def test_he_keeps_the_activation_scale_where_pytorch_defaults_let_it_collapse() -> None:
-    """Without normalisation, the std of the conv outputs layer by layer (the run's plot)."""
+    """Without normalization, the std of the conv outputs layer by layer (the run's plot)."""
     stds = {}
     for init in ("auto", "torch"):
         torch.manual_seed(0)

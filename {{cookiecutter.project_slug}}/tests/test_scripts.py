@@ -147,7 +147,7 @@ def test_scale_benchmark_measures_each_process_peak_memory(tmp_path: Path) -> No
 
 
 def test_scale_benchmark_cases_are_distinct_and_duplicates_are_found() -> None:
-    from {{ cookiecutter.package_name }}.data.duplicates import thumbnail
+    from {{ cookiecutter.package_name }}.data.inspect.duplicates import thumbnail
 
     scale = load_benchmark("scale")
     rng = np.random.default_rng(0)
@@ -159,6 +159,26 @@ def test_scale_benchmark_cases_are_distinct_and_duplicates_are_found() -> None:
     assert np.triu(prints @ prints.T, k=1).max() < 0.98  # no accidental near duplicates
     found = scale.duplicate_search(200)
     assert found["pairs"] == found["full_pairs"] == 20  # the planted pairs, as the full search
+
+
+def test_brats_like_cases_have_four_sequences_and_a_nested_tumor(tmp_path: Path) -> None:
+    from {{ cookiecutter.package_name }}.data.inspect.duplicates import thumbnail
+    from {{ cookiecutter.package_name }}.data.manifest import read_manifest
+
+    scale = load_benchmark("scale")
+    images, mask = scale.brats_case(np.random.default_rng(0), (40, 40, 32))
+    assert images.shape == (4, 40, 40, 32) and images.dtype == np.int16
+    assert set(np.unique(mask)) == {0, 1, 2, 3}  # edema, core, enhancing
+    t1, t1c, t2, flair = (images[c].astype(float) for c in range(4))
+    assert t1c[mask == 3].mean() > t1c[mask == 2].mean() + 300  # the enhancing rim enhances
+    assert flair[mask == 1].mean() > flair[(mask == 0) & (flair > 0)].mean() + 300  # edema
+    assert (images[:, mask > 0] > 0).all()  # the tumor is inside the brain
+    rng = np.random.default_rng(1)
+    prints = np.stack([thumbnail(scale.brats_case(rng, (48, 48, 32))[0][0]) for _ in range(4)])
+    assert np.triu(prints @ prints.T, k=1).max() < 0.98  # no accidental near duplicates
+    scale.write_dataset(tmp_path, 2, (24, 24, 16), kind="brats")
+    cases = read_manifest(tmp_path, task="segmentation")
+    assert [list(c.channels) for c in cases] == [["t1", "t1c", "t2", "flair"]] * 2
 
 
 @pytest.mark.slow
@@ -178,3 +198,8 @@ def test_scale_benchmark_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.Mon
     assert size["manifest"] is None or size["manifest"]["seconds"] > 0
     assert size["cache_gb"] > 0
     assert report["predict"]["voxels"] == 48 * 48 * 40
+    brats = scale.main(
+        ["--kind", "brats", "--cases", "3", "--shape", "32", "32", "24", "--steps", "1"]
+        + ["--predict-shape", "32", "32", "24", "--duplicates", "50"]
+    )
+    assert brats["sizes"][0]["kind"] == "brats" and brats["predict"]["shape"] == [32, 32, 24]

@@ -15,8 +15,8 @@ import pytest
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.config import load_config
 from {{ cookiecutter.package_name }}.data import file_hashes
-from {{ cookiecutter.package_name }}.data.duplicates import voxel_hash
 from {{ cookiecutter.package_name }}.data.file_hashes import HASHES, FileHashes
+from {{ cookiecutter.package_name }}.data.inspect.duplicates import voxel_hash
 from {{ cookiecutter.package_name }}.data.io import read_image, write_dicom, write_nifti
 from {{ cookiecutter.package_name }}.data.manifest import (
     Case,
@@ -539,7 +539,7 @@ def test_cli_split(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def shortfall(units: list[_Unit], part: list[int], weights: list[float]) -> float:
-    """The cost the assignment minimises: squared gaps to each part's share of each stratum."""
+    """The cost the assignment minimizes: squared gaps to each part's share of each stratum."""
     vectors = np.array([[*u.counts, u.patients] for u in units], dtype=float)
     totals = vectors.sum(0)
     cost = 0.0

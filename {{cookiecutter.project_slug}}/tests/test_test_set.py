@@ -19,8 +19,8 @@ from {{ cookiecutter.package_name }}.evaluate.test_use import (
     summary_lines,
     uses_of,
 )
+from {{ cookiecutter.package_name }}.runs.table import list_runs, sort_runs
 from {{ cookiecutter.package_name }}.utils.errors import ProjectError
-from {{ cookiecutter.package_name }}.workflow.runs import list_runs, sort_runs
 
 
 def test_uses_are_counted_per_dataset_across_runs(project: Path) -> None:

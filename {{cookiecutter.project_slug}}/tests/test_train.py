@@ -22,16 +22,16 @@ from tiny_data import SHAPE, SMALL, TASK, tiny_dataset, train_small
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.config import load_config, monitored_metric
 from {{ cookiecutter.package_name }}.data.io import write_nifti
-from {{ cookiecutter.package_name }}.train import builders, loop
-from {{ cookiecutter.package_name }}.train.checkpoint import (
+from {{ cookiecutter.package_name }}.runs.checkpoint import (
     CheckpointError,
     load_checkpoint,
     rng_states,
     save_checkpoint,
     set_rng_states,
 )
+from {{ cookiecutter.package_name }}.runs.folder import new_run_dir
+from {{ cookiecutter.package_name }}.train import builders, loop
 from {{ cookiecutter.package_name }}.train.lr_find import suggest_lr
-from {{ cookiecutter.package_name }}.train.run_dir import new_run_dir
 from {{ cookiecutter.package_name }}.utils.errors import ConfigError
 
 PKG = "{{ cookiecutter.package_name }}"
@@ -62,7 +62,9 @@ def test_run_folder_has_everything(tiny: Path) -> None:
     assert run.parent == tiny / "runs" and run.name.endswith("_first")
     saved = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
     assert saved["train"]["epochs"] == 2 and saved["model"]["width"] == 4
-    assert load_config(path=run / "config.yaml") == load_config(SMALL + ["run.name=first"])
+    # normalization auto, resolved from the tiny data (no air, not HU): mr without a window
+    resolved = ["run.name=first", "data.normalization=mr", "data.window=null"]
+    assert load_config(path=run / "config.yaml") == load_config(SMALL + resolved)
     env = json.loads((run / "environment.json").read_text(encoding="utf-8"))
     assert {"python", "packages", "torch", "device", "git", "seeding", "start_time"} <= set(env)
     assert env["seeding"]["seed"] == 42 and "dirty" in env["git"]
@@ -318,8 +320,8 @@ def test_run_folders_are_never_reused(tmp_path: Path) -> None:
     assert first.name == "2026-01-02_030405_x" and second.name == "2026-01-02_030405_x-2"
 
 
-def test_overfit_mode_turns_regularisation_off() -> None:
-    cfg = builders.regularisation_off(
+def test_overfit_mode_turns_regularization_off() -> None:
+    cfg = builders.regularization_off(
         load_config(["model.dropout=0.3", "train.weight_decay=0.1", "data.augment=true"])
     )
     assert cfg.model.dropout == 0 and cfg.train.weight_decay == 0 and not cfg.data.augment

@@ -16,24 +16,35 @@ from {{ cookiecutter.package_name }} import paths
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.config import load_config, save_config
 from {{ cookiecutter.package_name }}.evaluate.compare import DEFAULT_METRIC, holm, paired_runs
+from {{ cookiecutter.package_name }}.runs.folder import (
+    best_metric,
+    checkpoint_path,
+    config_path,
+    metrics_path,
+    new_run_dir,
+)
+from {{ cookiecutter.package_name }}.runs.table import filter_runs, list_runs, summarize_run
 from {{ cookiecutter.package_name }}.train.loop import TrainingError
-from {{ cookiecutter.package_name }}.train.run_dir import new_run_dir
 from {{ cookiecutter.package_name }}.utils.errors import ConfigError, ProjectError
 from {{ cookiecutter.package_name }}.viz.sweep_plots import best_so_far
 from {{ cookiecutter.package_name }}.workflow import sweep as sweep_module
 from {{ cookiecutter.package_name }}.workflow.ablate import PAIRED, plan, run_name
-from {{ cookiecutter.package_name }}.workflow.runs import (
-    best_metric,
-    filter_runs,
-    list_runs,
-    summarize_run,
-)
 from {{ cookiecutter.package_name }}.workflow.space import grid_points, load_space
 from {{ cookiecutter.package_name }}.workflow.sweep import sweep
 
 MONITOR = "val_dice" if TASK == "segmentation" else "val_auroc"
 TEST_METRIC = "dice" if TASK == "segmentation" else "auroc"
 FAST = [*SMALL, "train.epochs=1"]
+
+
+def test_run_folder_paths_follow_the_spec() -> None:
+    run = Path("runs") / "2024-05-01_120000_x"
+    assert config_path(run) == run / "config.yaml"
+    assert metrics_path(run) == run / "metrics.csv"
+    assert checkpoint_path(run, "best") == run / "checkpoints" / "best.pt"
+    assert checkpoint_path(run, "last") == run / "checkpoints" / "last.pt"
+    with pytest.raises(ValueError, match="best, last"):
+        checkpoint_path(run, "epoch3")
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -484,7 +495,7 @@ def test_ablate_run_names_are_folder_safe() -> None:
 
 
 def test_experiments_log_names_the_dataset_and_normalization(project: Path) -> None:
-    from {{ cookiecutter.package_name }}.train.run_dir import EXPERIMENTS_HEADER, append_experiment
+    from {{ cookiecutter.package_name }}.runs.folder import EXPERIMENTS_HEADER, append_experiment
 
     log = project / "EXPERIMENTS.md"
     old_header = "# Experiments\n\n| date | run | note | task | model | settings | status | best validation |\n|---|---|---|---|---|---|---|---|\n"

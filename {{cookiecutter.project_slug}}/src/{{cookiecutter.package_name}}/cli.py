@@ -1,7 +1,10 @@
 """The command line: ``{{ cookiecutter.package_name }} COMMAND`` or ``python -m {{ cookiecutter.package_name }} COMMAND``.
 
-Each command is a function ``run_<name>(args) -> int`` next to the argparse definition below; the
-work itself lives in the package module named after its purpose (``config.py``, ``data/``, ...).
+Each command is two functions: ``run_<name>(args) -> int``, which imports its work from the package
+module named after its purpose (``config.py``, ``data/``, ...) only when it runs, so that
+``--help`` stays fast; and ``add_<name>_command(commands)``, which declares its options with the
+helpers the commands share (``add_config_options``, ``add_data_option``, ``add_run_dir``, ...).
+:data:`COMMANDS` lists them in the order of ``--help``.
 A :class:`ProjectError` (bad file, unknown key, ...) is printed as one line, ``error: ...``, and
 exits with status 2; nothing already written is touched.
 """
@@ -15,7 +18,7 @@ from datetime import date
 from pathlib import Path
 
 from . import __version__, paths
-from .config import load_config, to_yaml
+from .config import data_root, list_presets, load_config, preset_overrides, to_yaml
 from .explain import METHODS
 from .utils.errors import ConfigError, ProjectError
 
@@ -31,10 +34,10 @@ def run_config(args: argparse.Namespace) -> int:
 
 def run_dummy_data(args: argparse.Namespace) -> int:
     """Write the synthetic dataset for the configured task, dimensions and format."""
-    from .data.dummy import generate_dataset
+    from .data.synthetic.dummy import generate_dataset
 
     cfg = load_config(args.overrides, args.config)
-    out = paths.resolve(args.out if args.out is not None else cfg.data.root)
+    out = paths.resolve(args.out) if args.out is not None else data_root(cfg)
     try:
         manifest = generate_dataset(
             out,
@@ -99,13 +102,20 @@ def run_manifest(args: argparse.Namespace) -> int:
 
 def run_inspect(args: argparse.Namespace) -> int:
     """Write the dataset report (JSON, Markdown, plots), or show one case."""
-    from .data.inspection import inspect_dataset, view_case
+    from .data.inspect import inspect_dataset, view_case
 
     cfg = load_config(args.overrides, args.config)
-    root = paths.resolve(args.data if args.data is not None else cfg.data.root)
+    root = paths.resolve(args.data) if args.data is not None else data_root(cfg)
     if args.view is not None:
         return view_case(root, args.view, task=cfg.task)
-    report = inspect_dataset(root, task=cfg.task, out_dir=paths.reports_dir() / "inspect")
+    report = inspect_dataset(
+        root,
+        task=cfg.task,
+        out_dir=paths.reports_dir() / "inspect",
+        normalization=cfg.data.normalization,
+        window=cfg.data.window,
+        orientation=cfg.data.orientation,
+    )
     print(f"wrote {report}")
     return 0
 
@@ -115,7 +125,7 @@ def run_split(args: argparse.Namespace) -> int:
     from .data.split import make_splits, verify_splits
 
     cfg = load_config(args.overrides, args.config)
-    root = paths.resolve(args.data if args.data is not None else cfg.data.root)
+    root = paths.resolve(args.data) if args.data is not None else data_root(cfg)
     if args.verify:
         checked = verify_splits(root, cfg.task)
         print(
@@ -265,7 +275,7 @@ def run_explain(args: argparse.Namespace) -> int:
 
 def run_runs(args: argparse.Namespace) -> int:
     """Print the table of all runs: settings, epochs done, best validation and test metric."""
-    from .workflow.runs import filter_runs, list_runs, runs_table
+    from .runs.table import filter_runs, list_runs, runs_table
 
     if args.since and args.until and args.since > args.until:
         raise ProjectError(f"--since {args.since} is after --until {args.until}")
@@ -325,21 +335,7 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_config_options(parser: argparse.ArgumentParser) -> None:
-    """The options every config-driven command shares: ``--config`` and ``key=value`` overrides."""
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help="config overrides, e.g. train.lr=3e-4 run.name=small-lr",
-    )
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="YAML file of defaults (default: configs/default.yaml)",
-    )
+# --- Option types and the options several commands share --------------------------------------
 
 
 def positive_int(text: str) -> int:
@@ -370,54 +366,122 @@ def iso_date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with one sub-command per pipeline step."""
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="{{ cookiecutter.project_slug }}: medical-imaging deep learning, one command per step.",
-    )
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.required = True
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """The options every config-driven command shares: ``key=value`` overrides and ``--config``.
 
-    config = commands.add_parser(
+    Both can choose a preset of ``configs/experiments/``; the help names this project's presets.
+    """
+    presets = ", ".join(list_presets()) or "none"
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. train.lr=3e-4 run.name=small-lr; experiment=NAME applies "
+        f"the preset configs/experiments/NAME.yaml before them (presets: {presets})",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a preset, or any YAML file of config keys, merged over configs/default.yaml "
+        "(e.g. configs/experiments/cpu_quick.yaml)",
+    )
+
+
+def add_data_option(parser: argparse.ArgumentParser) -> None:
+    """``--data DIR``: the dataset folder instead of ``data.root``."""
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="dataset folder with manifest.csv (default: data.root)",
+    )
+
+
+def add_seed_option(parser: argparse.ArgumentParser) -> None:
+    """``--seed N`` instead of the config's ``seed``."""
+    parser.add_argument("--seed", type=seed_value, default=None, help="random seed (default: seed)")
+
+
+def add_run_dir(parser: argparse.ArgumentParser) -> None:
+    """The positional ``RUN_DIR``: a trained run."""
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
+
+
+def add_split_option(parser: argparse.ArgumentParser, help_text: str = "(val)") -> None:
+    """``--split val|test``: the fold's validation cases (the default) or the held-out test set."""
+    parser.add_argument("--split", choices=["val", "test"], default="val", help=help_text)
+
+
+def add_ensemble_option(parser: argparse.ArgumentParser, help_text: str = "more runs") -> None:
+    """``--ensemble RUN_DIR ...``: more runs whose probabilities are averaged with RUN_DIR's."""
+    parser.add_argument(
+        "--ensemble", nargs="+", type=Path, default=[], metavar="RUN_DIR", help=help_text
+    )
+
+
+def add_checkpoint_option(parser: argparse.ArgumentParser) -> None:
+    """``--checkpoint best|last``: which checkpoint of each run."""
+    parser.add_argument("--checkpoint", choices=["best", "last"], default="best", help="(best)")
+
+
+def _demo_settings_text() -> str:
+    """Where the demo's settings come from and what they are, for ``demo --help``."""
+    try:
+        settings = " ".join(preset_overrides("demo"))
+    except ConfigError:  # no project here, or its preset was deleted
+        return "experiment=demo, configs/experiments/demo.yaml"
+    return f"experiment=demo, configs/experiments/demo.yaml: {settings}"
+
+
+# --- One function per command: it adds the sub-command, its options and its run_<name> ---------
+
+
+def add_config_command(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
         "config",
         help="print the resolved configuration (defaults + configs/default.yaml + overrides)",
         description="Print the configuration a command would run with, as YAML.",
     )
-    add_config_options(config)
-    config.set_defaults(func=run_config)
+    add_config_options(parser)
+    parser.set_defaults(func=run_config)
 
-    demo = commands.add_parser(
+
+def add_demo_command(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
         "demo",
         help="the whole pipeline on synthetic data in minutes: dummy-data, inspect, split, "
         "train, evaluate, explain",
         description="Run dummy-data, inspect, split, train (with settings small enough for a "
         "CPU), evaluate (validation and test) and explain (Grad-CAM) in one go, then print the "
         "timings, the metrics and where the figures are. key=value overrides go on top of the "
-        "demo's settings (src/{{ cookiecutter.package_name }}/workflow/demo.py).",
+        f"demo's settings ({_demo_settings_text()}).",
     )
-    add_config_options(demo)
-    demo.set_defaults(func=run_demo)
+    add_config_options(parser)
+    parser.set_defaults(func=run_demo)
 
-    dummy = commands.add_parser(
+
+def add_dummy_data_command(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
         "dummy-data",
         help="write a synthetic dataset with the pitfalls of real data",
         description="Write a synthetic dataset for the configured task, dimensions and format: "
         "several studies per patient, exact and near duplicates, a second annotator, "
         "anisotropic spacing, class imbalance.",
     )
-    dummy.add_argument("--out", type=Path, default=None, help="folder (default: data.root)")
-    dummy.add_argument("--cases", type=positive_int, default=None, help="number of cases")
-    dummy.add_argument("--seed", type=seed_value, default=None, help="random seed (default: seed)")
-    dummy.add_argument(
+    parser.add_argument("--out", type=Path, default=None, help="folder (default: data.root)")
+    parser.add_argument("--cases", type=positive_int, default=None, help="number of cases")
+    add_seed_option(parser)
+    parser.add_argument(
         "--like",
         type=Path,
         default=None,
         metavar="DIR",
         help="make a smaller synthetic twin of the dataset in DIR (its manifest.csv)",
     )
-    dummy.add_argument(
+    parser.add_argument(
         "--channels",
         type=positive_int,
         default=1,
@@ -425,35 +489,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="co-registered images per case, the same anatomy in N contrasts (like MR "
         "sequences): image_ch1..image_chN manifest columns (default 1: one image column)",
     )
-    add_config_options(dummy)
-    dummy.set_defaults(func=run_dummy_data)
+    add_config_options(parser)
+    parser.set_defaults(func=run_dummy_data)
 
-    convert = commands.add_parser(
+
+def add_convert_command(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
         "convert",
         help="convert one image (DICOM file/series, NIfTI, PNG) to NIfTI with its geometry",
         description="Read one image and write it to DST (.nii.gz or .nii) with its geometry: "
         "slices ordered by position, intensities rescaled, affine in RAS.",
     )
-    convert.add_argument("src", type=Path, help="DICOM file or series folder, NIfTI or PNG")
-    convert.add_argument("dst", type=Path, help="output .nii.gz or .nii file")
-    convert.add_argument(
+    parser.add_argument("src", type=Path, help="DICOM file or series folder, NIfTI or PNG")
+    parser.add_argument("dst", type=Path, help="output .nii.gz or .nii file")
+    parser.add_argument(
         "--series",
         default=None,
         metavar="UID",
         help="SeriesInstanceUID to read when SRC holds several series",
     )
-    convert.add_argument(
+    parser.add_argument(
         "--canonical", action="store_true", help="reorient to the closest RAS+ orientation"
     )
-    convert.add_argument(
+    parser.add_argument(
         "--resample-slices",
         action="store_true",
         help="interpolate a DICOM series with irregular slice gaps onto a regular grid (the "
         "smallest gap), at the slices' true positions, instead of refusing it",
     )
-    convert.set_defaults(func=run_convert)
+    parser.set_defaults(func=run_convert)
 
-    manifest = commands.add_parser(
+
+def add_manifest_command(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
         "manifest",
         help="write manifest.csv from a dataset folder: Decathlon/nnU-Net, DICOM, BIDS, a CSV "
         "table, or class folders",
@@ -462,115 +530,104 @@ def build_parser() -> argparse.ArgumentParser:
         "one image_<channel> column per channel; a DICOM series sharing its folder is named "
         "folder::SeriesInstanceUID.",
     )
-    manifest.add_argument("src", type=Path, help="the dataset folder (or a .csv table)")
-    manifest.add_argument(
+    parser.add_argument("src", type=Path, help="the dataset folder (or a .csv table)")
+    parser.add_argument(
         "--layout",
         choices=["auto", "decathlon", "nnunet", "dicom", "bids", "csv", "folders"],
         default="auto",
         help="(auto: guessed and printed)",
     )
-    manifest.add_argument(
+    parser.add_argument(
         "--out",
         type=Path,
         default=None,
         metavar="DIR",
         help="folder of manifest.csv, then the data.root to train on (default: SRC's folder)",
     )
-    manifest.add_argument(
+    parser.add_argument(
         "--patient-regex",
         default=None,
         metavar="RE",
         help="derive patient_id from each image path (relative to SRC): the first group, or "
         "the whole match; e.g. '(pat[0-9]+)_'",
     )
-    manifest.add_argument(
+    parser.add_argument(
         "--series-rule",
         default="all",
         metavar="RULE",
         help="DICOM: which series of a study to keep: all (default), most-slices, or a regex "
         "searched in 'Modality SeriesDescription' (e.g. 'CT .*abdomen')",
     )
-    manifest.set_defaults(func=run_manifest)
+    parser.set_defaults(func=run_manifest)
 
-    inspect = commands.add_parser(
+
+def add_inspect_command(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
         "inspect",
         help="dataset report: counts, classes, mask sizes, geometry, intensities, duplicates, "
         "annotators, splits, montages",
         description="Write reports/inspect/<date>_<dataset>/report.json, report.md and plots.",
     )
-    inspect.add_argument(
-        "--data",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="dataset folder with manifest.csv (default: data.root)",
-    )
-    inspect.add_argument(
+    add_data_option(parser)
+    parser.add_argument(
         "--view",
         default=None,
         metavar="CASE_ID",
         help="open one case in ITK-SNAP if installed, else show its montage",
     )
-    add_config_options(inspect)
-    inspect.set_defaults(func=run_inspect)
+    add_config_options(parser)
+    parser.set_defaults(func=run_inspect)
 
-    split = commands.add_parser(
+
+def add_split_command(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
         "split",
         help="remove duplicates, then a test set and K folds grouped by patient",
         description="Write splits.json next to the manifest: duplicates removed first, then a "
         "held-out test set and K cross-validation folds, grouped by patient and stratified.",
     )
-    split.add_argument(
-        "--data",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="dataset folder with manifest.csv (default: data.root)",
-    )
-    split.add_argument("--folds", type=positive_int, default=5, help="number of folds (5)")
-    split.add_argument(
+    add_data_option(parser)
+    parser.add_argument("--folds", type=positive_int, default=5, help="number of folds (5)")
+    parser.add_argument(
         "--test-fraction",
         type=fraction,
         default=0.2,
         help="share of the data held out for testing, whole patients only (0.2)",
     )
-    split.add_argument("--seed", type=seed_value, default=None, help="random seed (default: seed)")
-    split.add_argument(
+    add_seed_option(parser)
+    parser.add_argument(
         "--verify",
         action="store_true",
         help="check the existing splits.json against every byte of the data (train and "
         "evaluate check sizes and modification times only) instead of making a new one",
     )
-    add_config_options(split)
-    split.set_defaults(func=run_split)
+    add_config_options(parser)
+    parser.set_defaults(func=run_split)
 
-    evaluate = commands.add_parser(
+
+def add_evaluate_command(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
         "evaluate",
         help="whole-set metrics with 95%% intervals, per-case metrics, predictions, figures",
         description="Evaluate a run (or an ensemble) on its fold's validation cases or the "
         "held-out test set: RUN_DIR/evaluation/<split>/ (metrics.json, per_case.csv, "
         "predictions/, figures) and RUN_DIR/MODEL_CARD.md.",
     )
-    evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
-    evaluate.add_argument("--split", choices=["val", "test"], default="val", help="(val)")
-    evaluate.add_argument(
-        "--ensemble",
-        nargs="+",
-        type=Path,
-        default=[],
-        metavar="RUN_DIR",
-        help="more runs (e.g. the other folds) whose probabilities are averaged",
-    )
-    evaluate.add_argument(
+    add_run_dir(parser)
+    add_split_option(parser)
+    add_ensemble_option(parser, "more runs (e.g. the other folds) whose probabilities are averaged")
+    parser.add_argument(
         "--reference",
         default="label",
         metavar="label|label_<rater>|majority",
         help="the annotation to compare against (label)",
     )
-    evaluate.add_argument("--checkpoint", choices=["best", "last"], default="best", help="(best)")
-    evaluate.set_defaults(func=run_evaluate)
+    add_checkpoint_option(parser)
+    parser.set_defaults(func=run_evaluate)
 
-    compare = commands.add_parser(
+
+def add_compare_command(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
         "compare",
         help="is my change real? paired difference of two runs on the same cases, with a 95%% "
         "interval over patients and a p-value",
@@ -580,19 +637,21 @@ def build_parser() -> argparse.ArgumentParser:
         "Refuses runs evaluated on different cases or splits files. Writes "
         "reports/compare/<date>_<a>_vs_<b>.md and a plot with one line per patient.",
     )
-    compare.add_argument("run_a", type=Path, metavar="RUN_A", help="the reference run")
-    compare.add_argument("run_b", type=Path, metavar="RUN_B", help="the changed run (B - A)")
-    compare.add_argument("--split", choices=["val", "test"], default="val", help="(val)")
-    compare.add_argument(
+    parser.add_argument("run_a", type=Path, metavar="RUN_A", help="the reference run")
+    parser.add_argument("run_b", type=Path, metavar="RUN_B", help="the changed run (B - A)")
+    add_split_option(parser)
+    parser.add_argument(
         "--metric",
         default=None,
         metavar="NAME",
         help="a per-case metric: a per_case.csv column such as dice, hd95, nsd (segmentation, "
         "default dice); brier, log_loss or accuracy (classification, default brier)",
     )
-    compare.set_defaults(func=run_compare)
+    parser.set_defaults(func=run_compare)
 
-    export = commands.add_parser(
+
+def add_export_command(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
         "export",
         help="the model as TorchScript or ONNX with its preprocessing and class names, "
         "checked against PyTorch",
@@ -602,23 +661,23 @@ def build_parser() -> argparse.ArgumentParser:
         "and compared with PyTorch; the largest difference is printed, and a mismatch is an "
         "error.",
     )
-    export.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
-    export.add_argument("--format", choices=["torchscript", "onnx"], required=True)
-    export.add_argument(
-        "--ensemble", nargs="+", type=Path, default=[], metavar="RUN_DIR", help="more runs"
-    )
-    export.add_argument("--checkpoint", choices=["best", "last"], default="best", help="(best)")
-    export.set_defaults(func=run_export)
+    add_run_dir(parser)
+    parser.add_argument("--format", choices=["torchscript", "onnx"], required=True)
+    add_ensemble_option(parser)
+    add_checkpoint_option(parser)
+    parser.set_defaults(func=run_export)
 
-    predict = commands.add_parser(
+
+def add_predict_command(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
         "predict",
         help="apply a trained run to new images (files, DICOM series folders, folders of them)",
         description="Predict new images with the run's preprocessing and sliding-window "
         "inference: NIfTI masks in each image's own geometry (segmentation) or a CSV of "
         "class probabilities (classification).",
     )
-    predict.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
-    predict.add_argument(
+    add_run_dir(parser)
+    parser.add_argument(
         "inputs",
         nargs="+",
         type=Path,
@@ -626,57 +685,61 @@ def build_parser() -> argparse.ArgumentParser:
         help="image file, series or folder; for a run trained on several channels, one case "
         "per INPUT, its channels' files joined by commas in the run's order (T1.nii.gz,T2.nii.gz)",
     )
-    predict.add_argument(
+    parser.add_argument(
         "--out", type=Path, default=None, metavar="DIR", help="output folder (RUN_DIR/predict)"
     )
-    predict.add_argument(
-        "--ensemble", nargs="+", type=Path, default=[], metavar="RUN_DIR", help="more runs"
-    )
-    predict.add_argument("--checkpoint", choices=["best", "last"], default="best", help="(best)")
-    predict.add_argument(
+    add_ensemble_option(parser)
+    add_checkpoint_option(parser)
+    parser.add_argument(
         "--format",
         choices=["nifti", "dicom-seg"],
         default="nifti",
         help="nifti (default), or dicom-seg: also a DICOM Segmentation referencing each DICOM "
         'input series, to open over it in a PACS viewer or 3D Slicer (pip install -e ".[export]")',
     )
-    predict.set_defaults(func=run_predict)
+    parser.set_defaults(func=run_predict)
 
-    lr_find = commands.add_parser(
+
+def add_lr_find_command(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
         "lr-find",
         help="learning-rate range test: loss against log lr, suggested lr",
         description="Increase the learning rate exponentially per batch until the loss passes "
         "4x its best; plot loss against log lr and suggest the lr of steepest descent.",
     )
-    lr_find.add_argument("--start-lr", type=float, default=1e-6, help="first lr (1e-6)")
-    lr_find.add_argument("--end-lr", type=float, default=1.0, help="last lr (1.0)")
-    lr_find.add_argument("--steps", type=positive_int, default=100, help="batches (100)")
-    add_config_options(lr_find)
-    lr_find.set_defaults(func=run_lr_find)
+    parser.add_argument("--start-lr", type=float, default=1e-6, help="first lr (1e-6)")
+    parser.add_argument("--end-lr", type=float, default=1.0, help="last lr (1.0)")
+    parser.add_argument("--steps", type=positive_int, default=100, help="batches (100)")
+    add_config_options(parser)
+    parser.set_defaults(func=run_lr_find)
 
-    train = commands.add_parser(
+
+def add_train_command(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
         "train",
         help="train one fold into a dated run folder (under torchrun: with DDP)",
         description="Train one fold of splits.json into runs/<date>_<time>_<run.name>/: config, "
         "environment, metrics.csv, checkpoints (last.pt, best.pt), plots, notes.",
     )
-    add_config_options(train)
-    train.add_argument(
+    add_config_options(parser)
+    parser.add_argument(
         "--resume",
         type=Path,
         default=None,
         metavar="RUN_DIR",
         help="continue RUN_DIR from checkpoints/last.pt, with its own config",
     )
-    train.add_argument(
+    parser.add_argument(
         "--note",
         default=None,
         metavar="TEXT",
         help="what this run tries (notes.md and EXPERIMENTS.md)",
     )
-    train.set_defaults(func=run_train)
+    parser.set_defaults(func=run_train)
 
-    explain = commands.add_parser(
+
+def add_explain_command(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
         "explain",
         help="interpretability maps (saliency, Grad-CAM, occlusion) or a TCAV concept test",
         description="Explain a run's predictions on a few cases of a split: one PNG per case "
@@ -684,25 +747,23 @@ def build_parser() -> argparse.ArgumentParser:
         "covered (occlusion --region mask), or TCAV scores of a concept against random ones; "
         "written to RUN_DIR/explain/<method>/ with a summary.json.",
     )
-    explain.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
-    explain.add_argument(
+    add_run_dir(parser)
+    parser.add_argument(
         "--method",
         choices=METHODS,
         default=METHODS[0],
         help=f"interpretability method (default: {METHODS[0]})",
     )
-    explain.add_argument("--cases", type=positive_int, default=4, help="cases to explain (4)")
-    explain.add_argument(
-        "--split", choices=("val", "test"), default="val", help="which cases (default: val)"
-    )
-    explain.add_argument(
+    parser.add_argument("--cases", type=positive_int, default=4, help="cases to explain (4)")
+    add_split_option(parser, "which cases (default: val)")
+    parser.add_argument(
         "--layer",
         default=None,
         metavar="NAME",
         help="gradcam/tcav: the layer (a module name; default: the last convolution); tcav "
         "takes several separated by commas and corrects its p-values for them",
     )
-    explain.add_argument(
+    parser.add_argument(
         "--concept",
         nargs="+",
         default=None,
@@ -710,16 +771,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="tcav: a folder of example images, a .txt list of them, or image files "
         "(default on segmentation data: lesion patches of the training cases)",
     )
-    explain.add_argument(
+    parser.add_argument(
         "--region",
         choices=("mask",),
         default=None,
         help="occlusion: also cover the labelled region (segmentation: the label; "
         "classification: the manifest's 'mask' column) and report the change",
     )
-    explain.set_defaults(func=run_explain)
+    parser.set_defaults(func=run_explain)
 
-    runs = commands.add_parser(
+
+def add_runs_command(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
         "runs",
         help="table of all runs: date, name, note, settings, epochs, best validation, test metric",
         description="Print a table of every run folder under runs/: date, name, status, the "
@@ -728,34 +791,38 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluation/test/metrics.json). Runs that crashed or are incomplete are listed with a "
         "status.",
     )
-    runs.add_argument(
+    parser.add_argument(
         "--sort",
         default="date",
         metavar="METRIC",
         help="order by date (default, oldest first), name, best (monitored validation metric), "
         "or any metrics.csv column such as val_loss (best first); never by a test metric",
     )
-    runs.add_argument("--name", default=None, metavar="TEXT", help="only runs whose name has TEXT")
-    runs.add_argument(
+    parser.add_argument(
+        "--name", default=None, metavar="TEXT", help="only runs whose name has TEXT"
+    )
+    parser.add_argument(
         "--since",
         type=iso_date,
         default=None,
         metavar="YYYY-MM-DD",
         help="only runs from this day on",
     )
-    runs.add_argument(
+    parser.add_argument(
         "--until",
         type=iso_date,
         default=None,
         metavar="YYYY-MM-DD",
         help="only runs up to this day",
     )
-    runs.add_argument(
+    parser.add_argument(
         "--runs-dir", type=Path, default=None, metavar="DIR", help="folder of runs (default: runs/)"
     )
-    runs.set_defaults(func=run_runs)
+    parser.set_defaults(func=run_runs)
 
-    sweep = commands.add_parser(
+
+def add_sweep_command(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
         "sweep",
         help="hyper-parameter search with Optuna, one training run per trial (resumable)",
         description="Search the space of a YAML file (default configs/sweep.yaml) with Optuna: "
@@ -765,44 +832,46 @@ def build_parser() -> argparse.ArgumentParser:
         "random and tpe run --trials more. Failed trials are recorded and the search goes on. "
         "Writes reports/sweeps/<study>/trials.csv and trials.png.",
     )
-    sweep.add_argument(
+    parser.add_argument(
         "--method",
         choices=("grid", "random", "tpe"),
         default="tpe",
         help="grid (every combination; needs categorical, int or stepped values), random, or "
         "tpe (Bayesian, the default)",
     )
-    sweep.add_argument(
+    parser.add_argument(
         "--trials",
         type=positive_int,
         default=None,
         metavar="N",
         help="random/tpe: trials to add (10); grid: at most N of the remaining points (all)",
     )
-    sweep.add_argument(
+    parser.add_argument(
         "--space",
         type=Path,
         default=None,
         metavar="YAML",
         help="search-space file (default: configs/sweep.yaml)",
     )
-    sweep.add_argument(
+    parser.add_argument(
         "--storage",
         default=None,
         metavar="URL",
         help="Optuna RDB URL shared by several machines, e.g. postgresql://user@host/db "
         "(default: SQLite file reports/sweeps/<study>.db)",
     )
-    sweep.add_argument(
+    parser.add_argument(
         "--study",
         default="sweep",
         metavar="NAME",
         help="study name: the same name resumes it, a new one starts afresh (default: sweep)",
     )
-    add_config_options(sweep)
-    sweep.set_defaults(func=run_sweep)
+    add_config_options(parser)
+    parser.set_defaults(func=run_sweep)
 
-    ablate = commands.add_parser(
+
+def add_ablate_command(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
         "ablate",
         help="train the baseline and each --try change alone; table of the validation metric",
         description="Train the baseline (the config and the overrides, run ablate-baseline) "
@@ -812,7 +881,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ablation.csv and ablation.md. Every --try is checked before anything trains. Exits "
         "with 1 when a run failed.",
     )
-    ablate.add_argument(
+    parser.add_argument(
         "--try",
         dest="tries",
         action="append",
@@ -820,8 +889,44 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="one change to try alone on top of the baseline (repeat for more)",
     )
-    add_config_options(ablate)
-    ablate.set_defaults(func=run_ablate)
+    add_config_options(parser)
+    parser.set_defaults(func=run_ablate)
+    return parser
+
+
+# The sub-commands in the order ``--help`` lists them.
+COMMANDS = (
+    add_config_command,
+    add_demo_command,
+    add_dummy_data_command,
+    add_convert_command,
+    add_manifest_command,
+    add_inspect_command,
+    add_split_command,
+    add_evaluate_command,
+    add_compare_command,
+    add_export_command,
+    add_predict_command,
+    add_lr_find_command,
+    add_train_command,
+    add_explain_command,
+    add_runs_command,
+    add_sweep_command,
+    add_ablate_command,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one sub-command per pipeline step."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="{{ cookiecutter.project_slug }}: medical-imaging deep learning, one command per step.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    for add_command in COMMANDS:
+        add_command(commands)
     return parser
 
 

@@ -1,9 +1,11 @@
 """One typed configuration for every command.
 
-The defaults live here (the dataclasses) and in ``configs/default.yaml``; ``key=value`` overrides
-from the command line are merged on top. OmegaConf does the merging and type conversion; this
-module checks every key first so that a typo is reported with the key's full name and the keys it
-could have meant, and checks values that a type alone cannot (``device``, positive sizes).
+The defaults live here (the dataclasses) and in ``configs/default.yaml``; a preset
+(``configs/experiments/<name>.yaml``, chosen with ``experiment=<name>`` or ``--config FILE``) and
+``key=value`` overrides from the command line are merged on top. OmegaConf does the merging and
+type conversion; this module checks every key first so that a typo is reported with the key's full
+name, the file it came from and the keys it could have meant, and checks values that a type alone
+cannot (``device``, positive sizes).
 
 Example:
     >>> cfg = load_config(["train.lr=3e-4", "run.name=small-lr"])
@@ -15,10 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -31,6 +35,24 @@ from .utils.io import atomic_write_text
 
 
 @dataclass
+class AugmentationConfig:
+    """How strongly training images are augmented (``data.augment`` switches it all on or off).
+
+    The strengths live here only: :class:`.data.augment.AugmentSettings` takes its defaults from
+    these, and ``configs/default.yaml`` mirrors them (a test checks both).
+    """
+
+    flip: bool = True  # mirror each axis with probability 0.5
+    rotate90: bool = True  # random quarter turns in the first two axes (when of equal length)
+    rotate_degrees: float = 10.0  # largest small-rotation angle in the first two axes; 0 = off
+    rotate_probability: float = 0.2  # how often the small rotation is applied
+    intensity_scale: float = 0.1  # multiply intensities by a factor in [1 - s, 1 + s]; 0 = off
+    intensity_shift: float = 0.1  # add an offset in [-s, s] (normalized units); 0 = off
+    noise_std: float = 0.05  # largest std of added Gaussian noise (normalized units); 0 = off
+    noise_probability: float = 0.15  # how often noise is added
+
+
+@dataclass
 class DataConfig:
     """Where the data is, which fold to use, and how images become tensors."""
 
@@ -39,11 +61,15 @@ class DataConfig:
     format: str = "{{ cookiecutter.image_format }}"  # nifti, dicom or png
     cache_dir: str = "data/cache"  # decoded, preprocessed arrays (safe to delete)
     patch_size: list[int] = field(default_factory=lambda: {{ "[48, 48, 32]" if cookiecutter.spatial_dims == "3" else "[96, 96]" }})
-    foreground_fraction: float = 0.5  # share of training patches centred on foreground
+    foreground_fraction: float = 0.5  # share of training patches centered on foreground
     target_spacing: list[float] | None = None  # resample to this spacing (mm); None keeps it
-    normalization: str = "{{ "ct" if cookiecutter.image_format != "png" and (cookiecutter.task == "segmentation" or cookiecutter.spatial_dims == "3") else "zscore" }}"  # ct, mr, zscore, none
+    # auto: ct, mr or zscore from the training cases' fingerprint (train prints why; the run's
+    # config.yaml records the resolved value and window); or ct, mr, zscore, none explicitly.
+    normalization: str = "auto"
     window: list[float] | None = field(default_factory=lambda: [-200.0, 300.0])  # CT HU clip
+    orientation: str = "RAS"  # axis codes of 3D cases in training (RAS, LPS, ..., none: as stored)
     augment: bool = True  # flips, rotations, intensity changes (training only)
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)  # strengths
     num_workers: int = 0  # DataLoader worker processes
     # Binary classification: the class whose sensitivity, specificity, PPV and NPV are reported
     # (the abnormal one). "" = the second class in sorted order, printed and recorded.
@@ -55,13 +81,13 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Which network to build and its size and regularisation."""
+    """Which network to build and its size and regularization."""
 
     name: str = "{{ 'unet' if cookiecutter.task == 'segmentation' else 'cnn' }}"
     width: int = 16  # channels of the first level; doubles per level
     depth: int = 4  # resolution levels
     norm: str = "batch"  # batch, instance, group (batch-size independent) or none
-    activation: str = "relu"  # relu, leaky_relu, elu, tanh, sigmoid (sets the initialisation)
+    activation: str = "relu"  # relu, leaky_relu, elu, tanh, sigmoid (sets the initialization)
     residual: bool = False  # residual blocks
     dropout: float = 0.0  # dropout after pooling / before dense layers
     spatial_dropout: float = 0.0  # channel dropout in convolutions
@@ -71,7 +97,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation, loss and regularisation settings."""
+    """Optimization, loss and regularization settings."""
 
     epochs: int = 20
     batch_size: int = {{ 2 if cookiecutter.spatial_dims == "3" and cookiecutter.task == "segmentation" else 8 }}
@@ -128,7 +154,10 @@ class Config:
     device: str = "auto"
     task: str = "{{ cookiecutter.task }}"
     spatial_dims: int = {{ cookiecutter.spatial_dims }}
-    overfit: bool = False  # tiny subset, no regularisation: can the model fit the data at all?
+    overfit: bool = False  # tiny subset, no regularization: can the model fit the data at all?
+    # The preset the run was made with (configs/experiments/<name>.yaml), recorded by
+    # experiment=<name> or --config configs/experiments/<name>.yaml; "" = none.
+    experiment: str = ""
     tracking: str = "{{ cookiecutter.tracking }}"  # csv (run folder only), tensorboard, mlflow
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -138,15 +167,11 @@ class Config:
 
 
 DEVICES = ("auto", "cpu", "cuda")
+PRESET_NAME = r"[A-Za-z0-9_-]+"  # configs/experiments/<name>.yaml
 TASKS = ("segmentation", "classification")
 FORMATS = ("nifti", "dicom", "png")
-# Validation metrics a run can select its best epoch by (max is better, except for val_loss).
-MONITORS = {
-    "segmentation": ("val_dice", "val_loss"),
-    "classification": ("val_auroc", "val_balanced_accuracy", "val_accuracy", "val_loss"),
-}
 CHOICES = {
-    "data.normalization": ("ct", "mr", "zscore", "none"),
+    "data.normalization": ("auto", "ct", "mr", "zscore", "none"),
     "model.norm": ("batch", "instance", "group", "none"),
     "model.activation": ("relu", "leaky_relu", "elu", "tanh", "sigmoid"),
     "train.optimizer": ("adam", "adamw", "sgd"),
@@ -156,6 +181,26 @@ CHOICES = {
     "tracking": ("csv", "tensorboard", "mlflow"),
     "eval.calibrate": ("none", "temperature"),
 }
+
+
+# MONITORS, the validation metrics a run can select its best epoch by (the default first, then
+# every other metric of the metric registry, metrics/registry.py, then val_loss), is the
+# registry's: read through __getattr__ below, so that importing this module (as every command's
+# --help does) does not import the registry and with it NumPy and SciPy.
+
+
+def _metric_registry() -> ModuleType:
+    """The metric registry (``metrics/registry.py``), imported on first use."""
+    from .metrics import registry
+
+    return registry
+
+
+def __getattr__(name: str) -> Any:
+    """``MONITORS``: the registry's ``{task: monitor columns}``, imported when first asked for."""
+    if name == "MONITORS":
+        return _metric_registry().MONITORS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _fields(cls: type) -> dict[str, Any]:
@@ -236,12 +281,29 @@ def _merge(base: Any, values: Mapping[str, Any], source: str) -> Any:
         raise ConfigError(f"config key '{key}' in {source} expects {name}, got {value!r}") from None
 
 
+def data_root(cfg: Config) -> Path:
+    """The dataset folder of ``data.root``: the path itself when absolute, else in the project.
+
+    ``cfg.data.root`` keeps the text the user wrote (a run's ``config.yaml`` and the test-set
+    records hold it unchanged, so a project folder can be moved); every command that opens the
+    data resolves it here, against the project root of the moment.
+
+    Args:
+        cfg: the configuration.
+
+    Returns:
+        The absolute folder (it may not exist).
+    """
+    return paths.resolve(cfg.data.root)
+
+
 def monitored_metric(cfg: Config) -> tuple[str, str]:
     """The metrics.csv column that selects the best epoch, and ``"max"`` or ``"min"``."""
     name = cfg.train.monitor
+    registry = _metric_registry()
     if name == "auto":
-        name = MONITORS[cfg.task][0]
-    return name, "min" if name == "val_loss" else "max"
+        name = registry.MONITORS[cfg.task][0]
+    return name, registry.monitor_mode(name)
 
 
 def _select(cfg: Config, key: str) -> Any:
@@ -252,8 +314,33 @@ def _select(cfg: Config, key: str) -> Any:
     return value
 
 
+def _augmentation_checks(aug: AugmentationConfig) -> list[tuple[bool, str, str]]:
+    """The ``(ok, key, expected)`` checks of ``data.augmentation.*`` for :func:`validate`."""
+    key = "data.augmentation."
+    return [
+        (0 <= aug.rotate_degrees <= 180, key + "rotate_degrees", "0 (off) to 180 degrees"),
+        (0 <= aug.rotate_probability <= 1, key + "rotate_probability", "a value in [0, 1]"),
+        (0 <= aug.intensity_scale < 1, key + "intensity_scale", "a value in [0, 1)"),
+        (aug.intensity_shift >= 0, key + "intensity_shift", "0 (off) or more"),
+        (aug.noise_std >= 0, key + "noise_std", "0 (off) or more"),
+        (0 <= aug.noise_probability <= 1, key + "noise_probability", "a value in [0, 1]"),
+    ]
+
+
+def _axis_codes(code: object) -> bool:
+    """Whether ``code`` names an orientation (one letter of each pair L/R, P/A, I/S) or is
+    ``none`` (each file's own axes)."""
+    text = str(code).upper()
+    if text == "NONE":
+        return True
+    pairs = ("LR", "PA", "IS")
+    used = sorted(next((i for i, pair in enumerate(pairs) if c in pair), -1) for c in text)
+    return len(text) == 3 and used == [0, 1, 2]
+
+
 def validate(cfg: Config) -> Config:
     """Check the values that a type alone cannot; return ``cfg`` unchanged."""
+    monitors = _metric_registry().MONITORS.get(cfg.task, ())
     checks = [
         (cfg.device in DEVICES, "device", f"one of {', '.join(DEVICES)}"),
         (cfg.task in TASKS, "task", f"one of {', '.join(TASKS)}"),
@@ -265,6 +352,11 @@ def validate(cfg: Config) -> Config:
             "nifti or dicom for 3D volumes (PNG holds 2D images only)",
         ),
         (cfg.data.fold >= 0, "data.fold", "a fold index >= 0"),
+        (
+            _axis_codes(cfg.data.orientation),
+            "data.orientation",
+            "three axis codes, one of each pair L/R, P/A, I/S (e.g. RAS, LPS), or none",
+        ),
         (cfg.train.epochs >= 1, "train.epochs", "at least 1"),
         (cfg.train.batch_size >= 1, "train.batch_size", "at least 1"),
         (cfg.train.lr > 0, "train.lr", "a positive number"),
@@ -276,6 +368,7 @@ def validate(cfg: Config) -> Config:
             f"{cfg.spatial_dims} sizes of at least 8 voxels",
         ),
         (0 <= cfg.data.foreground_fraction <= 1, "data.foreground_fraction", "a value in [0, 1]"),
+        *_augmentation_checks(cfg.data.augmentation),
         (
             cfg.data.target_spacing is None
             or (
@@ -324,14 +417,19 @@ def validate(cfg: Config) -> Config:
         ),
         (cfg.train.steps_per_epoch >= 0, "train.steps_per_epoch", "0 (whole set) or more"),
         (
-            cfg.train.monitor in ("auto", *MONITORS.get(cfg.task, ())),
+            cfg.train.monitor in ("auto", *monitors),
             "train.monitor",
-            f"auto or one of {', '.join(MONITORS.get(cfg.task, ()))}",
+            f"auto or one of {', '.join(monitors)}",
         ),
         (
             bool(cfg.run.name.strip()) and not set(cfg.run.name) & set('/\\:*?"<>|'),
             "run.name",
             "a non-empty name usable in a folder name",
+        ),
+        (
+            re.fullmatch(PRESET_NAME, cfg.experiment) is not None or cfg.experiment == "",
+            "experiment",
+            "'' or a preset name (letters, digits, '_', '-') of configs/experiments/",
         ),
     ]
     for key, allowed in CHOICES.items():
@@ -356,34 +454,154 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
-def load_config(overrides: Sequence[str] = (), path: str | Path | None = None) -> Config:
-    """Build the run's configuration.
+def experiments_dir() -> Path:
+    """``configs/experiments/``: the presets, one ``<name>.yaml`` each."""
+    return paths.configs_dir() / "experiments"
+
+
+def list_presets() -> list[str]:
+    """The names of the presets in ``configs/experiments/``, sorted (``[]`` without the folder)."""
+    folder = experiments_dir()
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def preset_file(name: str) -> Path:
+    """The file of preset ``name``: ``configs/experiments/<name>.yaml``.
 
     Args:
-        overrides: ``key=value`` strings applied in order after the file, e.g. ``["train.lr=3e-4"]``.
-        path: YAML file with defaults; ``configs/default.yaml`` of the project when ``None``
-            (the dataclass defaults alone when the project has no such file).
+        name: the preset's name, e.g. ``cpu_quick`` (letters, digits, ``_`` and ``-``).
+
+    Returns:
+        The path of the file, which exists.
+
+    Raises:
+        ConfigError: no such preset; the message lists the presets there are.
+    """
+    file = experiments_dir() / f"{name}.yaml"
+    if re.fullmatch(PRESET_NAME, name) is None or not file.is_file():
+        presets = list_presets()
+        close = difflib.get_close_matches(name, presets, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ConfigError(
+            f"no preset '{name}' in {experiments_dir()}; {hint}"
+            f"the presets are: {', '.join(presets) or 'none'}"
+        )
+    return file
+
+
+def _read_yaml(file: Path) -> Mapping[str, Any]:
+    """The mapping of keys to values in the YAML file ``file`` (``{}`` when it is empty).
+
+    Raises:
+        ConfigError: the file is missing, is not valid YAML, or holds something else than a
+            mapping.
+    """
+    if not file.is_file():
+        raise ConfigError(f"config file '{file}' does not exist")
+    try:
+        values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        first_line = str(exc).splitlines()[0]
+        raise ConfigError(f"config file '{file}' is not valid YAML: {first_line}") from None
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"config file '{file}' must hold a mapping of keys to values")
+    return values
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested mappings as ``(dotted key, value)`` pairs, in file order."""
+    pairs: list[tuple[str, Any]] = []
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            pairs += _flatten(value, f"{prefix}{key}.")
+        else:
+            pairs.append((f"{prefix}{key}", value))
+    return pairs
+
+
+def _override_text(value: Any) -> str:
+    """A value as the right-hand side of a ``key=value`` override (``true``, ``[1.6, 2.5]``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "[" + ", ".join(_override_text(v) for v in value) + "]"
+    return str(value)
+
+
+def preset_overrides(name: str) -> list[str]:
+    """The settings of preset ``name`` as ``key=value`` overrides, in file order.
+
+    Args:
+        name: the preset's name, e.g. ``demo``.
+
+    Returns:
+        The overrides, e.g. ``["train.lr=0.003", "data.patch_size=[32, 32, 32]"]``; given to
+        :func:`load_config` they give the same config as ``experiment=<name>`` (but for the
+        ``experiment`` key itself).
+
+    Raises:
+        ConfigError: no such preset, or its file is not a valid mapping.
+    """
+    values = _read_yaml(preset_file(name))
+    return [f"{key}={_override_text(value)}" for key, value in _flatten(values)]
+
+
+def _requested_preset(overrides: Sequence[str]) -> str:
+    """The preset named by the last ``experiment=<name>`` override ("" when none names one)."""
+    name = ""
+    for text in overrides:
+        key, sep, value = text.partition("=")
+        if sep and key.strip() == "experiment":
+            name = value.strip()
+    return name
+
+
+def _is_preset(file: Path) -> bool:
+    """Whether ``file`` lies in the project's ``configs/experiments/``."""
+    return file.resolve().parent == experiments_dir().resolve()
+
+
+def load_config(overrides: Sequence[str] = (), path: str | Path | None = None) -> Config:
+    """Build the run's configuration, each layer over the one before.
+
+    1. the dataclass defaults of :class:`Config`;
+    2. ``configs/default.yaml`` of the project (when it has one);
+    3. the file ``path`` (``--config``): a preset holding only the keys it changes, or a whole
+       config such as a run's ``config.yaml``;
+    4. the preset of the last ``experiment=<name>`` override, ``configs/experiments/<name>.yaml``;
+    5. the ``key=value`` overrides, in order.
+
+    The key ``experiment`` records the preset: ``<name>`` of ``experiment=<name>``, or the file
+    name of a ``path`` in ``configs/experiments/`` (a file that sets ``experiment`` itself, like
+    a run's ``config.yaml``, keeps its value).
+
+    Args:
+        overrides: ``key=value`` strings, e.g. ``["experiment=cpu_quick", "train.lr=3e-4"]``.
+        path: a YAML file of keys merged over ``configs/default.yaml``, or ``None``.
 
     Returns:
         The merged, type-checked :class:`Config`.
 
     Raises:
-        ConfigError: unreadable file, unknown key, wrong type or invalid value; the message names
-            the key and where it came from.
+        ConfigError: unreadable file, unknown preset, unknown key, wrong type or invalid value;
+            the message names the key and the file or override it came from.
     """
     cfg = OmegaConf.structured(Config)
-    file = Path(path) if path is not None else paths.configs_dir() / "default.yaml"
-    if path is not None or file.is_file():
-        if not file.is_file():
-            raise ConfigError(f"config file '{file}' does not exist")
-        try:
-            values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            first_line = str(exc).splitlines()[0]
-            raise ConfigError(f"config file '{file}' is not valid YAML: {first_line}") from None
-        if not isinstance(values, Mapping):
-            raise ConfigError(f"config file '{file}' must hold a mapping of keys to values")
+    default = paths.configs_dir() / "default.yaml"
+    if default.is_file():
+        cfg = _merge(cfg, _read_yaml(default), f"'{default.name}'")
+    if path is not None:
+        file = Path(path)
+        values = _read_yaml(file)
         cfg = _merge(cfg, values, f"'{file.name}'")
+        if "experiment" not in values and _is_preset(file):
+            cfg = _merge(cfg, {"experiment": file.stem}, f"'{file.name}'")
+    name = _requested_preset(overrides)
+    if name:
+        file = preset_file(name)
+        cfg = _merge(cfg, _read_yaml(file), f"'configs/experiments/{file.name}'")
     for text in overrides:
         cfg = _merge(cfg, parse_override(text), f"override '{text}'")
     return validate(OmegaConf.to_object(cfg))

@@ -19,10 +19,18 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ..config import AugmentationConfig
+
+# The defaults are the config's (``data.augmentation.*``): one place for both.
+_DEFAULTS = AugmentationConfig()
+
 
 @dataclass
 class AugmentSettings:
     """Which augmentations run, and how strongly.
+
+    The defaults are those of ``data.augmentation.*`` (:class:`.config.AugmentationConfig`);
+    :meth:`from_config` makes the settings of a run's config.
 
     Attributes:
         flip: mirror each axis with probability 0.5.
@@ -31,19 +39,44 @@ class AugmentSettings:
         rotate_degrees: maximum angle of a small rotation in the first two axes (0 = off).
         rotate_probability: how often the small rotation is applied.
         scale: multiply intensities by a factor in ``[1 - scale, 1 + scale]`` (0 = off).
-        shift: add an offset in ``[-shift, shift]`` (normalised units; 0 = off).
+        shift: add an offset in ``[-shift, shift]`` (normalized units; 0 = off).
         noise_std: largest standard deviation of added Gaussian noise (0 = off).
         noise_probability: how often noise is added.
     """
 
-    flip: bool = True
-    rotate90: bool = True
-    rotate_degrees: float = 10.0
-    rotate_probability: float = 0.2
-    scale: float = 0.1
-    shift: float = 0.1
-    noise_std: float = 0.05
-    noise_probability: float = 0.15
+    flip: bool = _DEFAULTS.flip
+    rotate90: bool = _DEFAULTS.rotate90
+    rotate_degrees: float = _DEFAULTS.rotate_degrees
+    rotate_probability: float = _DEFAULTS.rotate_probability
+    scale: float = _DEFAULTS.intensity_scale
+    shift: float = _DEFAULTS.intensity_shift
+    noise_std: float = _DEFAULTS.noise_std
+    noise_probability: float = _DEFAULTS.noise_probability
+
+    @classmethod
+    def from_config(cls, config: AugmentationConfig) -> AugmentSettings:
+        """The settings of ``data.augmentation.*``.
+
+        Args:
+            config: the run's ``cfg.data.augmentation``.
+
+        Returns:
+            The same strengths (``intensity_scale`` and ``intensity_shift`` become ``scale`` and
+            ``shift``).
+
+        Raises:
+            ValueError: a strength out of range (the config loader reports it first, by key).
+        """
+        return cls(
+            flip=config.flip,
+            rotate90=config.rotate90,
+            rotate_degrees=config.rotate_degrees,
+            rotate_probability=config.rotate_probability,
+            scale=config.intensity_scale,
+            shift=config.intensity_shift,
+            noise_std=config.noise_std,
+            noise_probability=config.noise_probability,
+        )
 
     def __post_init__(self) -> None:
         for name in ("rotate_degrees", "scale", "shift", "noise_std"):

@@ -291,7 +291,7 @@ class ArrayCache:
     def key(self, sources: Sequence[str | Path], settings: Mapping[str, Any]) -> str:
         """The entry key for ``sources`` (in order) preprocessed with ``settings``.
 
-        ``settings`` must be JSON-serialisable; only what changes the arrays belongs in it.
+        ``settings`` must be JSON-serializable; only what changes the arrays belongs in it.
         """
         digest = hashlib.sha256()
         header = {"version": CACHE_VERSION, "settings": settings}
@@ -302,6 +302,15 @@ class ArrayCache:
 
     def entry_folder(self, key: str) -> Path:
         return self.folder / key
+
+    def has(self, key: str) -> bool:
+        """Whether the entry ``key`` was written (its ``meta.json``, written last, exists)."""
+        return (self.entry_folder(key) / "meta.json").is_file()
+
+    def entry_bytes(self, key: str) -> int:
+        """Bytes on disk of the entry ``key`` (0 when there is none)."""
+        folder = self.entry_folder(key)
+        return sum(p.stat().st_size for p in folder.iterdir()) if folder.is_dir() else 0
 
     def load(
         self, key: str, names: Sequence[str] | None = None, mmap: bool | str = True
@@ -374,7 +383,7 @@ class ArrayCache:
 
         Args:
             sources: the files (or DICOM folders) the arrays come from.
-            settings: the preprocessing settings (JSON-serialisable).
+            settings: the preprocessing settings (JSON-serializable).
             build: makes ``(arrays, meta)`` from the sources; called only on a miss or a
                 corrupt entry. Its errors (e.g. an unreadable image) propagate.
             names, mmap: as for :meth:`load`.

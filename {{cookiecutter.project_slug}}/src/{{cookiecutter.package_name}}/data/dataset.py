@@ -4,7 +4,7 @@ Each item is a dict:
 
 * ``"image"``: float32 tensor ``(C, X, Y)`` or ``(C, X, Y, Z)``: ``C = 1``, or one channel per
   ``image_<channel>`` column of a multi-channel case (several MR sequences, say), in column
-  order. The channels must share one grid (shape and affine, checked); each is normalised on
+  order. The channels must share one grid (shape and affine, checked); each is normalized on
   its own (its own z-score, or window) and all get the same spatial augmentation;
 * ``"label"``: segmentation: ``uint8`` tensor ``(X, Y)`` / ``(X, Y, Z)``, the mask on the
   image's grid (no channel axis), in the dtype the cache stores it (:func:`.preprocess.as_mask`):
@@ -18,10 +18,10 @@ Each item is a dict:
 * ``"case_id"``: the manifest's case id.
 
 Training mode (``train=True``) cuts a random patch of ``patch_size`` (a fraction
-``foreground_fraction`` of them centred on a labelled voxel; the class is drawn first, uniformly
+``foreground_fraction`` of them centered on a labelled voxel; the class is drawn first, uniformly
 among the classes present, then a voxel of it) and augments it. Validation mode
-(``train=False``) is deterministic: no augmentation, the whole image, or its centre patch with
-``val_centre_crop``. Images smaller than the patch are padded (image with its minimum, i.e. air
+(``train=False``) is deterministic: no augmentation, the whole image, or its center patch with
+``val_center_crop``. Images smaller than the patch are padded (image with its minimum, i.e. air
 or background; mask with 0).
 
 Items are the caller's own, writable arrays, made with as few copies as possible: whole images
@@ -47,6 +47,7 @@ Typical use::
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -57,46 +58,59 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..config import DataConfig
 from ..utils.seed import sample_rng
 from .augment import AugmentSettings, augment
 from .cache import ArrayCache, CacheEntry
 from .io import Image, ImageError, read_image, read_label
 from .manifest import Case, DataError
-from .preprocess import NORMALISATIONS, check_window, preprocess
+from .orientation import DEFAULT as DEFAULT_ORIENTATION
+from .orientation import check_orientation
+from .preprocess import NORMALIZATIONS, check_window, preprocess
 
 TASKS = ("segmentation", "classification")
-FOREGROUND_POINTS = 4096  # labelled voxels kept per class for foreground-centred patches
+FOREGROUND_POINTS = 4096  # labelled voxels kept per class for foreground-centered patches
+# Defaults shared with the config (``data.*``), read from one place: ``config.DataConfig``.
+_DATA_DEFAULTS = DataConfig()
+_DATA_DEFAULTS_WINDOW = tuple(_DATA_DEFAULTS.window) if _DATA_DEFAULTS.window else None
 
 
 @dataclass
 class LoaderSettings:
     """How cases are preprocessed, cached, cut and augmented.
 
+    ``foreground_fraction``, ``window``, ``augment`` and the augmentation strengths default to
+    the config's ``data.*`` defaults (:class:`.config.DataConfig`);
+    :func:`.from_config.loader_settings` makes a run's settings from its config.
+
     Attributes:
         patch_size: voxels per axis of a training patch, e.g. ``(96, 96, 64)``; ``None`` gives
             whole images. Its length must match the images' dimensions.
-        foreground_fraction: share of training patches centred on a labelled voxel
+        foreground_fraction: share of training patches centered on a labelled voxel
             (segmentation), in ``[0, 1]``.
         target_spacing: mm per axis to resample every case to; ``None`` keeps each grid.
         window: ``(low, high)`` intensity clipping window (HU for CT), or ``None``.
-        normalisation: ``"ct"`` (window, then z-score of the voxels inside it), ``"mr"``
+        normalization: ``"ct"`` (window, then z-score of the voxels inside it), ``"mr"``
             (z-score of the non-zero voxels) or ``"none"``; see :mod:`.preprocess`.
         augment: augment training items (never validation items).
         augmentation: which augmentations and how strong (:class:`.augment.AugmentSettings`).
         cache_dir: folder of the on-disk cache (:mod:`.cache`); ``None`` decodes every time.
-        val_centre_crop: in validation mode, cut the centre ``patch_size`` patch instead of
+        orientation: axis codes every 3D case is reoriented to before anything else
+            (:mod:`.orientation`), e.g. ``"RAS"``; ``None`` keeps each file's own axes.
+        val_center_crop: in validation mode, cut the center ``patch_size`` patch instead of
             returning the whole image (needed to batch images of different sizes).
     """
 
     patch_size: tuple[int, ...] | None = None
-    foreground_fraction: float = 0.33
+    foreground_fraction: float = _DATA_DEFAULTS.foreground_fraction
     target_spacing: tuple[float, ...] | None = None
-    window: tuple[float, float] | None = (-1000.0, 1000.0)
-    normalisation: str = "ct"
+    window: tuple[float, float] | None = _DATA_DEFAULTS_WINDOW
+    normalization: str = "ct"
     augment: bool = True
     augmentation: AugmentSettings = field(default_factory=AugmentSettings)
     cache_dir: Path | None = None
-    val_centre_crop: bool = False
+    orientation: str | None = DEFAULT_ORIENTATION
+    val_center_crop: bool = False
 
     def __post_init__(self) -> None:
         if self.patch_size is not None:
@@ -119,25 +133,28 @@ class LoaderSettings:
                 )
             self.target_spacing = spacing
         self.window = check_window(self.window)
-        if self.normalisation not in NORMALISATIONS:
+        if self.normalization not in NORMALIZATIONS:
             raise ValueError(
-                f"normalisation must be one of {', '.join(NORMALISATIONS)}, "
-                f"got {self.normalisation!r}"
+                f"normalization must be one of {', '.join(NORMALIZATIONS)}, "
+                f"got {self.normalization!r}"
             )
-        if self.normalisation == "ct" and self.window is None:
-            raise ValueError("normalisation 'ct' needs a window (low, high) in HU")
+        if self.normalization == "ct" and self.window is None:
+            raise ValueError("normalization 'ct' needs a window (low, high) in HU")
         if isinstance(self.augmentation, dict):
             self.augmentation = AugmentSettings(**self.augmentation)
         if self.cache_dir is not None:
             self.cache_dir = Path(self.cache_dir)
+        if self.orientation is not None:
+            self.orientation = check_orientation(self.orientation)
 
     def preprocessing(self) -> dict[str, Any]:
         """The settings that change the cached arrays (the rest act after the cache)."""
         return {
-            "normalisation": self.normalisation,
+            "normalization": self.normalization,
             "window": list(self.window) if self.window is not None else None,
             "target_spacing": list(self.target_spacing) if self.target_spacing else None,
             "foreground_points": FOREGROUND_POINTS,
+            "orientation": self.orientation,
         }
 
 
@@ -235,22 +252,67 @@ def random_start(
     shape: Sequence[int],
     size: Sequence[int],
     rng: np.random.Generator,
-    centre: Sequence[int] | None = None,
+    center: Sequence[int] | None = None,
 ) -> list[int]:
-    """Start of a random patch, or of the patch centred on ``centre`` (clamped so that it
-    stays inside the image; ``centre`` always stays inside the patch)."""
+    """Start of a random patch, or of the patch centered on ``center`` (clamped so that it
+    stays inside the image; ``center`` always stays inside the patch)."""
     ranges = _start_range(shape, size)
-    if centre is None:
+    if center is None:
         return [int(rng.integers(lo, hi + 1)) for lo, hi in ranges]
     return [
         int(min(max(c - p // 2, lo), hi))
-        for c, p, (lo, hi) in zip(centre, size, ranges, strict=True)
+        for c, p, (lo, hi) in zip(center, size, ranges, strict=True)
     ]
 
 
-def centre_start(shape: Sequence[int], size: Sequence[int]) -> list[int]:
-    """Start of the centre patch (negative where the image is smaller than the patch)."""
+def center_start(shape: Sequence[int], size: Sequence[int]) -> list[int]:
+    """Start of the center patch (negative where the image is smaller than the patch)."""
     return [(n - p) // 2 for n, p in zip(shape, size, strict=True)]
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    """What filling the cache will take, from one entry built and measured.
+
+    Attributes:
+        folder: the cache folder (``data.cache_dir``).
+        missing: cases without a cache entry before the measured one was built.
+        entry_bytes: bytes on disk of the measured entry (the first missing case).
+        free_bytes: free space on the cache's disk after that entry.
+    """
+
+    folder: Path
+    missing: int
+    entry_bytes: int
+    free_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        """The estimate for every missing case (all as large as the measured one)."""
+        return self.missing * self.entry_bytes
+
+    @property
+    def fits(self) -> bool:
+        """Whether the rest of the estimate fits in the free space."""
+        return self.total_bytes - self.entry_bytes <= self.free_bytes
+
+    def message(self) -> str:
+        """One line for the user: how much, where, and what to do when it does not fit."""
+        line = (
+            f"cache: decoding {self.missing} cases into {self.folder}, about "
+            f"{_size(self.total_bytes)} ({_size(self.entry_bytes)} a case, from the first; "
+            f"{_size(self.free_bytes)} free there)"
+        )
+        if self.fits:
+            return line
+        return (
+            f"{line}: it will not fit; set data.cache_dir to a larger disk (cases that do not "
+            "fit are decoded again each epoch)"
+        )
+
+
+def _size(count: int) -> str:
+    return f"{count / 1e9:.1f} GB" if count >= 1e8 else f"{count / 1e6:.1f} MB"
 
 
 class MedicalDataset(Dataset):
@@ -372,7 +434,7 @@ class MedicalDataset(Dataset):
     def _build(self, case: Case) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Decode and preprocess one case (what the cache stores).
 
-        A multi-channel case is stored as one ``(C, *S)`` image, each channel normalised on
+        A multi-channel case is stored as one ``(C, *S)`` image, each channel normalized on
         its own; a single-channel case as ``(*S)``, as before channels existed.
         """
         image: Image = read_image(case.image)
@@ -381,9 +443,10 @@ class MedicalDataset(Dataset):
         pre = preprocess(
             image,
             mask,
-            normalisation=self.settings.normalisation,
+            normalization=self.settings.normalization,
             window=self.settings.window,
             target_spacing=self.settings.target_spacing,
+            orientation=self.settings.orientation,
         )
         stored = pre.image
         if case.channels:
@@ -396,19 +459,16 @@ class MedicalDataset(Dataset):
                     preprocess(
                         other,
                         None,
-                        normalisation=self.settings.normalisation,
+                        normalization=self.settings.normalization,
                         window=self.settings.window,
                         target_spacing=self.settings.target_spacing,
+                        orientation=self.settings.orientation,
                     ).image
                 )
             stored = np.stack(stacked)
         arrays = {"image": stored}
         meta: dict[str, Any] = {
-            "source_shape": list(image.shape),
-            "source_affine": np.asarray(image.affine).tolist(),
-            "shape": list(pre.image.shape),
-            "affine": pre.affine.tolist(),
-            "spacing": list(pre.spacing),
+            **pre.geometry(image),
             "pad_value": float(pre.image.min()) if pre.image.size else 0.0,
         }
         if case.channels:  # each channel is padded with its own minimum
@@ -456,6 +516,35 @@ class MedicalDataset(Dataset):
         put predictions back on the source grid)."""
         return dict(self.entry(index, names=[]).meta)
 
+    def cache_plan(self) -> CachePlan | None:
+        """Build the first uncached case's entry and estimate from its size what caching the
+        others will take (say it before :meth:`prepare` fills the cache: on a real dataset
+        that can be tens of GB).
+
+        Returns:
+            The plan, or ``None`` without a cache or when every case is cached already.
+
+        Raises:
+            ImageError: the first uncached case cannot be read (the message names the file).
+        """
+        if self.cache is None:
+            return None
+        settings = self.settings.preprocessing()
+        missing = []
+        for index, case in enumerate(self.cases):
+            try:
+                key = self.cache.key(self._sources(case), settings)
+            except OSError:
+                key = ""  # a missing file: prepare() names it
+            if not key or not self.cache.has(key):
+                missing.append(index)
+        if not missing:
+            return None
+        entry = self.entry(missing[0], names=[])
+        free = shutil.disk_usage(self.cache.folder).free
+        size = self.cache.entry_bytes(entry.key)
+        return CachePlan(self.cache.folder, len(missing), size, free)
+
     def prepare(self, threads: int = 1) -> int:
         """Decode, preprocess and cache every case now (checking that all can be read).
 
@@ -499,7 +588,7 @@ class MedicalDataset(Dataset):
         case = self.cases[index]
         patch = self.settings.patch_size
         sampling = self.train and patch is not None
-        cropping = sampling or (patch is not None and self.settings.val_centre_crop)
+        cropping = sampling or (patch is not None and self.settings.val_center_crop)
         names = ["image"]
         if self.task == "segmentation":
             names += ["mask", "foreground"] if sampling else ["mask"]
@@ -511,14 +600,14 @@ class MedicalDataset(Dataset):
         multi = "channels" in entry.meta  # stored (C, *S); else (*S)
         self._check_dims(image.ndim - multi, case.image)
         augmenting = self.train and self.settings.augment
-        # Whole or centre-cut validation items draw nothing: no generator to seed (~50 us).
+        # Whole or center-cut validation items draw nothing: no generator to seed (~50 us).
         rng = sample_rng(self.seed, self.epoch, index) if sampling or augmenting else None
         if cropping:
             spatial = image.shape[multi:]
             if sampling:
-                start = random_start(spatial, patch, rng, self._centre(entry, rng))
+                start = random_start(spatial, patch, rng, self._center(entry, rng))
             else:
-                start = centre_start(spatial, patch)
+                start = center_start(spatial, patch)
             if multi:
                 pads = entry.meta["pad_values"]
                 image = np.stack(
@@ -542,8 +631,8 @@ class MedicalDataset(Dataset):
             item["label"] = torch.tensor(self._class_index[str(case.label)], dtype=torch.int64)
         return item
 
-    def _centre(self, entry: CacheEntry, rng: np.random.Generator) -> np.ndarray | None:
-        """A labelled voxel to centre the patch on, or ``None`` for a random patch."""
+    def _center(self, entry: CacheEntry, rng: np.random.Generator) -> np.ndarray | None:
+        """A labelled voxel to center the patch on, or ``None`` for a random patch."""
         wants_foreground = rng.random() < self.settings.foreground_fraction
         ranges = entry.meta.get("foreground_classes") or {}
         if not wants_foreground or not ranges:

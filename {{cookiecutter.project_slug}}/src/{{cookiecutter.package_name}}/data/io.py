@@ -19,7 +19,7 @@ orientations (a 3-plane localizer, a radial MR) and a series with irregular gaps
 (unless ``resample_irregular=True``, which interpolates linearly, slice by slice at their true
 positions along the normal, onto a regular grid with the smallest gap as its step). Multi-frame
 DICOM reads when its frames have positions (enhanced DICOM's per-frame functional groups, or
-``GridFrameOffsetVector``); other multi-frame or colour files are refused.
+``GridFrameOffsetVector``); other multi-frame or color files are refused.
 
 A path may name one part of a container with ``PATH::PART`` (:data:`PART_SEP`), which is how
 ``manifest.csv`` names a series without copying it into its own folder:
@@ -214,7 +214,21 @@ def read_label(path: str | Path, image: Image, atol_mm: float = 1e-3) -> Image:
 def to_canonical(image: Image) -> Image:
     """The same 3D image with axes reordered/flipped to the closest RAS+ orientation (a NIfTI
     header's qform and sform, kept in ``meta``, are reoriented the same way)."""
-    ornt = nib.orientations.io_orientation(image.affine)
+    return apply_orientation(image, nib.orientations.io_orientation(image.affine))
+
+
+def apply_orientation(image: Image, ornt: np.ndarray) -> Image:
+    """``image`` (3D) with the nibabel orientation transform ``ornt`` applied to its axes.
+
+    Args:
+        image: a 3D image.
+        ornt: ``(3, 2)``: for each axis, the axis it becomes and ``1``/``-1`` (kept/flipped).
+
+    Returns:
+        The image on the reordered/flipped grid (C-ordered array), the same voxels in the same
+        places in the world: its affine, and a NIfTI header's qform and sform in ``meta``,
+        follow the axes.
+    """
     array = nib.orientations.apply_orientation(image.array, ornt)
     to_old = nib.orientations.inv_ornt_aff(ornt, image.array.shape)  # new index -> old index
     meta = dict(image.meta)
@@ -262,15 +276,7 @@ def _read_nifti(path: Path, part: str | None = None) -> Image:
         )
     if array.ndim not in (2, 3):
         raise ImageError(f"'{path}' has shape {array.shape}: expected a 2D or 3D image")
-    qform, qcode = img.get_qform(coded=True)
-    sform, scode = img.get_sform(coded=True)
-    meta = {
-        "qform": None if qform is None else qform.astype(np.float64),
-        "qform_code": int(qcode),
-        "sform": None if sform is None else sform.astype(np.float64),
-        "sform_code": int(scode),
-    }
-    return Image(np.ascontiguousarray(array), img.affine.astype(np.float64), path, meta)
+    return Image(np.ascontiguousarray(array), img.affine.astype(np.float64), path, _forms(img))
 
 
 def write_nifti(
@@ -312,6 +318,38 @@ def write_nifti(
     img.header.set_xyzt_units("mm")
     suffix = ".nii.gz" if path.name.lower().endswith(".gz") else ".nii"
     return _atomic(path, suffix, lambda tmp: nib.save(img, str(tmp)))
+
+
+def nifti_header(path: str | Path) -> dict[str, Any]:
+    """The qform and sform (with their codes) of a NIfTI file, read from its header only, as
+    :func:`write_nifti` takes them; ``{}`` for another format or a ``PATH::PART`` volume's file
+    as a whole (DICOM and PNG have no such header).
+
+    Raises:
+        ImageError: the NIfTI header cannot be read (names the file).
+    """
+    path = source_path(path)
+    if file_format(path) != "nifti":
+        return {}
+    try:
+        img = nib.load(str(path))  # the voxels stay on disk
+    except Exception as exc:
+        raise ImageError(
+            f"cannot read the NIfTI header of '{path}': {exc}".splitlines()[0]
+        ) from None
+    return _forms(img)
+
+
+def _forms(img: Any) -> dict[str, Any]:
+    """``qform``, ``qform_code``, ``sform``, ``sform_code`` of a nibabel NIfTI image."""
+    qform, qcode = img.get_qform(coded=True)
+    sform, scode = img.get_sform(coded=True)
+    return {
+        "qform": None if qform is None else qform.astype(np.float64),
+        "qform_code": int(qcode),
+        "sform": None if sform is None else sform.astype(np.float64),
+        "sform_code": int(scode),
+    }
 
 
 def write_like(array: np.ndarray, like: Image, path: str | Path) -> Path:
@@ -471,7 +509,7 @@ def _planes(file: Path, ds: Any) -> list[_Plane]:
 
     size = (int(ds.Rows), int(ds.Columns))
     if int(getattr(ds, "SamplesPerPixel", 1) or 1) != 1:
-        raise ImageError(f"'{file}': colour DICOM is not supported (expected grey levels)")
+        raise ImageError(f"'{file}': color DICOM is not supported (expected grey levels)")
     frames = _frames(ds)
     if frames == 1:
         ipp = getattr(ds, "ImagePositionPatient", None)

@@ -29,6 +29,8 @@ from .io import ImageError, source_path
 
 MANIFEST = "manifest.csv"
 SPLITS = "splits.json"
+# Written by dummy-data beside its manifest: the data are synthetic (the model card says so).
+SYNTHETIC_MARKER = ".dummy-data.json"
 REQUIRED = ("case_id", "patient_id", "image", "label")
 CHANNEL_PREFIX = "image_"
 

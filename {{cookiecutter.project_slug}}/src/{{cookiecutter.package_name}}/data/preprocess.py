@@ -1,10 +1,12 @@
-"""Preprocessing done once per case, before caching: resampling and intensity normalisation.
+"""Preprocessing done once per case, before caching: orientation, resampling, normalization.
 
-The order is: cast to float32, resample to the target spacing (linear interpolation for the
-image, nearest neighbour for the mask so that labels stay whole numbers), clip to the intensity
-window, z-score. Everything here is deterministic; the result is what the on-disk cache stores.
+The order is: reorient a 3D image to ``orientation`` (axes permuted and flipped, no
+interpolation; :mod:`.orientation`), cast to float32, resample to the target spacing (linear
+interpolation for the image, nearest neighbour for the mask so that labels stay whole numbers),
+clip to the intensity window, z-score. Everything here is deterministic; the result is what the
+on-disk cache stores.
 
-Normalisation (``normalisation``):
+Normalization (``normalization``):
     ``"ct"``: clip to ``window`` (HU, e.g. ``(-1000, 1000)``), then subtract the mean and divide
         by the standard deviation of the voxels strictly *inside* the window. Air, bone and metal
         beyond the window do not drive the statistics, so soft tissue ends with mean 0 and std 1.
@@ -12,6 +14,13 @@ Normalisation (``normalisation``):
         and the zero padding of registered scans would otherwise dominate); all voxels when the
         image is all zero. A ``window``, when given, clips first.
     ``"none"``: values kept (clipped to ``window`` when given), only cast to float32.
+
+The configuration's ``zscore`` is ``"mr"`` here (the same per-image z-score of the non-zero
+voxels, named for images that are not MR, e.g. radiographs), and ``auto`` is resolved from the
+dataset's fingerprint before any of this runs (:mod:`.fingerprint`).
+
+:func:`to_source` puts a result computed on the preprocessed grid (class probabilities) back
+on the image as stored: resampled to the reoriented source grid, then its axes put back.
 """
 
 from __future__ import annotations
@@ -19,13 +28,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
 from .io import Image, ImageError
+from .orientation import from_orientation, is_identity, reorient
 
-NORMALISATIONS = ("ct", "mr", "none")
+NORMALIZATIONS = ("ct", "mr", "none")
 
 
 @dataclass
@@ -36,18 +47,77 @@ class Preprocessed:
         image: float32 intensities, shape ``(X, Y)`` or ``(X, Y, Z)``.
         mask: integer labels on the same grid (``uint8``, or ``int16``/``int32`` for label values
             above 255), or ``None`` without a mask.
-        affine: ``(4, 4)`` voxel-to-RAS matrix of the (resampled) grid.
+        affine: ``(4, 4)`` voxel-to-RAS matrix of the (reoriented, resampled) grid.
+        ornt: ``(ndim, 2)`` orientation transform applied to the source's axes
+            (:func:`.orientation.reorient`; the identity when none was needed).
+        oriented_shape: the source's shape after reorienting, before resampling.
     """
 
     image: np.ndarray
     mask: np.ndarray | None
     affine: np.ndarray
+    ornt: np.ndarray | None = None
+    oriented_shape: tuple[int, ...] | None = None
 
     @property
     def spacing(self) -> tuple[float, ...]:
         """Voxel size in mm along each array axis."""
         norms = np.linalg.norm(self.affine[:3, :3], axis=0)
         return tuple(float(s) for s in norms[: self.image.ndim])
+
+    def geometry(self, source: Image) -> dict[str, Any]:
+        """The grids before and after preprocessing, as the cache's ``meta`` records them.
+
+        Args:
+            source: the image as read (before reorienting), this case's first channel.
+
+        Returns:
+            ``source_shape``, ``source_affine`` (the file's own grid), ``oriented_shape`` and
+            ``orientation_transform`` (how its axes were permuted and flipped), ``shape``,
+            ``affine`` and ``spacing`` of the preprocessed grid.
+        """
+        ornt = self.ornt if self.ornt is not None else _identity(source.ndim)
+        return {
+            "source_shape": list(source.shape),
+            "source_affine": np.asarray(source.affine).tolist(),
+            "oriented_shape": list(self.oriented_shape or source.shape),
+            "orientation_transform": np.asarray(ornt).tolist(),
+            "shape": list(self.image.shape),
+            "affine": np.asarray(self.affine).tolist(),
+            "spacing": list(self.spacing),
+        }
+
+
+def _identity(ndim: int) -> np.ndarray:
+    return np.array([[axis, 1.0] for axis in range(ndim)])
+
+
+def same_grid(meta: dict[str, Any]) -> bool:
+    """Whether the preprocessed grid is the source's own (no reorienting, no resampling)."""
+    ornt = meta.get("orientation_transform")
+    oriented = ornt is None or is_identity(np.asarray(ornt))
+    return oriented and list(meta["shape"]) == list(meta["source_shape"])
+
+
+def to_source(values: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
+    """Per-class values ``(K, *S)`` on the preprocessed grid, put back on the source's grid.
+
+    Resampled linearly to the reoriented source grid (when it was resampled), then its axes
+    permuted and flipped back to the file's own orientation.
+
+    Args:
+        values: ``(K, *S)`` on the grid of ``meta["shape"]`` (e.g. class probabilities).
+        meta: :meth:`Preprocessed.geometry` of the case (an older cache entry without the
+            orientation keys was not reoriented).
+
+    Returns:
+        ``(K, *source_shape)``; ``values`` itself when the grid is the source's.
+    """
+    oriented = tuple(int(n) for n in meta.get("oriented_shape", meta["source_shape"]))
+    if tuple(values.shape[1:]) != oriented:
+        values = np.stack([resample(channel, oriented, order=1) for channel in values])
+    ornt = meta.get("orientation_transform")
+    return values if ornt is None else from_orientation(values, np.asarray(ornt))
 
 
 def check_window(window: Sequence[float] | None) -> tuple[float, float] | None:
@@ -64,38 +134,38 @@ def check_window(window: Sequence[float] | None) -> tuple[float, float] | None:
     return values[0], values[1]
 
 
-def normalise(
-    array: np.ndarray, normalisation: str, window: Sequence[float] | None = None
+def normalize(
+    array: np.ndarray, normalization: str, window: Sequence[float] | None = None
 ) -> np.ndarray:
     """Clip to ``window`` and z-score as the module docstring describes.
 
     Args:
         array: intensities of any shape and numeric dtype (e.g. HU).
-        normalisation: ``"ct"``, ``"mr"`` or ``"none"``.
+        normalization: ``"ct"``, ``"mr"`` or ``"none"``.
         window: ``(low, high)`` clipping range; required for ``"ct"``.
 
     Returns:
         A new float32 array of the same shape. A constant region gives zeros, never NaN.
 
     Raises:
-        ValueError: unknown ``normalisation``, a bad window, or ``"ct"`` without a window.
+        ValueError: unknown ``normalization``, a bad window, or ``"ct"`` without a window.
     """
-    if normalisation not in NORMALISATIONS:
-        raise ValueError(f"normalisation must be one of {NORMALISATIONS}, got {normalisation!r}")
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
     window = check_window(window)
-    if normalisation == "ct" and window is None:
-        raise ValueError("normalisation 'ct' needs a window (low, high) in HU, e.g. (-1000, 1000)")
+    if normalization == "ct" and window is None:
+        raise ValueError("normalization 'ct' needs a window (low, high) in HU, e.g. (-1000, 1000)")
     # Always a C-ordered copy (the caller's array is not changed); one pass even from the
     # Fortran order that NIfTI files are stored in.
     out = np.array(array, dtype=np.float32, order="C")
     inside = None
     if window is not None:
-        if normalisation == "ct":
+        if normalization == "ct":
             inside = (out > window[0]) & (out < window[1])
         np.clip(out, window[0], window[1], out=out)
-    if normalisation == "none":
+    if normalization == "none":
         return out
-    if normalisation == "mr":
+    if normalization == "mr":
         inside = out != 0
     values = out[inside] if inside is not None and inside.any() else out.ravel().copy()
     if values.size == 0:
@@ -166,7 +236,7 @@ def resampled_affine(
     """The affine of ``new_shape`` voxels covering the extent of ``shape`` voxels (cell grids).
 
     New voxel ``i`` spans old voxel coordinates ``[i f - 0.5, (i + 1) f - 0.5]`` with
-    ``f = old / new``, so its centre is at ``(i + 0.5) f - 0.5``.
+    ``f = old / new``, so its center is at ``(i + 0.5) f - 0.5``.
     """
     affine = np.asarray(affine, dtype=np.float64)
     factors = np.ones(3)
@@ -203,19 +273,22 @@ def preprocess(
     image: Image,
     mask: Image | None = None,
     *,
-    normalisation: str = "ct",
+    normalization: str = "ct",
     window: Sequence[float] | None = (-1000.0, 1000.0),
     target_spacing: Sequence[float] | None = None,
+    orientation: str | None = None,
 ) -> Preprocessed:
-    """Resample and normalise one case.
+    """Reorient, resample and normalize one case.
 
     Args:
         image: the image as :func:`~.io.read_image` returns it.
         mask: its mask, already checked against the image (:func:`~.io.read_label`), or ``None``.
-        normalisation: ``"ct"``, ``"mr"`` or ``"none"`` (see the module docstring).
+        normalization: ``"ct"``, ``"mr"`` or ``"none"`` (see the module docstring).
         window: ``(low, high)`` clipping range, e.g. HU; required for ``"ct"``.
-        target_spacing: mm per axis to resample to, one value per image axis; ``None`` keeps
-            the grid.
+        target_spacing: mm per axis to resample to, one value per image axis (of the
+            reoriented grid); ``None`` keeps the grid.
+        orientation: axis codes to reorient a 3D image (and its mask) to, e.g. ``"RAS"``;
+            ``None`` keeps the axes as stored.
 
     Returns:
         The :class:`Preprocessed` case.
@@ -223,8 +296,14 @@ def preprocess(
     Raises:
         ImageError: the mask holds non-integer or negative values, or ``target_spacing`` has
             the wrong number of axes for the image; the message names the file.
-        ValueError: bad ``normalisation`` or ``window``.
+        ValueError: bad ``normalization`` or ``window``.
     """
+    ornt = _identity(image.ndim)
+    if orientation is not None:
+        image, ornt = reorient(image, orientation)
+        if mask is not None:
+            mask, _ = reorient(mask, orientation)
+    oriented_shape = image.shape
     array = image.array
     labels = as_mask(mask.array, mask.path) if mask is not None else None
     affine = np.asarray(image.affine, dtype=np.float64)
@@ -239,4 +318,6 @@ def preprocess(
         array = resample(array, shape, order=1)
         if labels is not None:
             labels = resample(labels, shape, order=0)
-    return Preprocessed(normalise(array, normalisation, window), labels, affine)
+    return Preprocessed(
+        normalize(array, normalization, window), labels, affine, ornt, tuple(oriented_shape)
+    )

@@ -56,8 +56,8 @@ from typing import Any
 import numpy as np
 
 from ..utils.io import atomic_write_text
-from .duplicates import exact_duplicates, fingerprint, near_duplicates
 from .file_hashes import FileHashes
+from .inspect.duplicates import exact_duplicates, fingerprint, near_duplicates
 from .io import ImageError, read_image, read_label, source_path
 from .manifest import SPLITS, Case, DataError, manifest_path, read_manifest
 

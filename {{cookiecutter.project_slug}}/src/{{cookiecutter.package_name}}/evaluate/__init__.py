@@ -1,1 +1,3 @@
-"""Evaluation: whole-set metrics with confidence intervals, computed by the project's own code."""
+"""Evaluation: applies a trained run (read through ``runs/``) and reports the metrics of
+``metrics/`` with confidence intervals; also ``compare``, ``predict``, ``export`` and the model card.
+It never imports ``train`` or ``workflow``."""

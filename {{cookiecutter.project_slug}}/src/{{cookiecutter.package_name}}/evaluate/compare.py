@@ -40,6 +40,7 @@ import numpy as np
 from scipy.stats import wilcoxon
 
 from .. import paths
+from ..metrics.registry import monitor_mode
 from ..utils.errors import ProjectError
 from ..utils.io import atomic_write_text
 
@@ -59,9 +60,10 @@ class CompareError(ProjectError):
 
 
 def higher_is_better(metric: str) -> bool:
-    """Whether a larger value of ``metric`` (or of its per-class ``metric_<k>``) is better."""
+    """Whether a larger value of ``metric`` (or of its per-class ``metric_<k>``) is better
+    (a registered metric says so itself, see :mod:`..metrics.registry`)."""
     base = re.sub(r"_\d+$", "", metric)
-    return base not in LOWER_IS_BETTER
+    return base not in LOWER_IS_BETTER and monitor_mode(f"val_{base}") == "max"
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -5,8 +5,8 @@ the validation cases of its fold or to the held-out test set and writes
 ``RUN_DIR/evaluation/<name>/``:
 
 - ``metrics.json``: whole-set values, each with a bootstrap 95% interval that resamples
-  *patients* (:mod:`.bootstrap`), under ``"summary"`` as ``{"value", "low", "high"}``, and
-  what each of them means under ``"definitions"`` (which class, which convention, which
+  *patients* (:mod:`..metrics.bootstrap`), under ``"summary"`` as ``{"value", "low", "high"}``,
+  and what each of them means under ``"definitions"`` (which class, which convention, which
   tolerance); the full metric set (per class, empty-mask and lesion counts, confusion matrix)
   under ``"details"``; the failure cases; what was evaluated (run, checkpoint epoch, ensemble,
   reference, cases, patients). Classification adds ``positive_class`` (binary tasks: the class
@@ -16,9 +16,10 @@ the validation cases of its fold or to the held-out test set and writes
   mask and how many case-class pairs it touched (``hd95``/``assd`` leave them out,
   ``hd95_worst``/``assd_worst`` score them the image diagonal in mm).
 - ``per_case.csv``: segmentation ``case_id``, then every metric of
-  :data:`.segmentation_metrics.METRICS` (``dice, iou, hd95, assd, nsd, hd95_worst, ...``) and the
-  lesion counts ``lesion_tp, lesion_fn, lesion_fp`` (+ per class ``<metric>_<k>`` with several
-  classes); classification ``case_id, label, prediction, prob_<class>...``; then ``patient_id``.
+  :data:`..metrics.segmentation.METRICS` (``dice, iou, hd95, assd, nsd, hd95_worst, ...``), every
+  other metric of the registry (:mod:`..metrics.registry`) and the lesion counts ``lesion_tp,
+  lesion_fn, lesion_fp`` (+ per class ``<metric>_<k>`` with several classes); classification
+  ``case_id, label, prediction, prob_<class>...``; then ``patient_id``.
 - ``predictions/<case_id>.nii.gz`` (segmentation): the predicted labels on the image's own grid,
   with its affine, ready to open beside the image in a viewer.
 - figures: best, median and worst cases with truth and prediction outlined (3D as three
@@ -58,12 +59,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from .. import paths
-from ..data.io import read_image, read_label, write_nifti
+from ..config import data_root
+from ..data.io import nifti_header, read_image, read_label, write_nifti
 from ..data.manifest import Case, DataError, label_names
-from ..utils.io import atomic_write_csv, atomic_write_text, replace_folder
-from .bootstrap import bootstrap_ci, bootstrap_cis
-from .calibration import (
+from ..data.preprocess import same_grid
+from ..metrics.bootstrap import bootstrap_ci, bootstrap_cis
+from ..metrics.calibration import (
     N_BINS,
     calibration_target,
     choose_threshold,
@@ -71,13 +72,25 @@ from .calibration import (
     fit_temperature,
     reliability_bins,
 )
-from .classification_metrics import (
+from ..metrics.classification import (
     classification_metrics,
     per_class_specificity,
     positive_class,
     positive_index,
     sensitivity,
 )
+from ..metrics.registry import Metric, classification_set, registered, segmentation_case
+from ..metrics.segmentation import (
+    DISTANCE_UNITS,
+    LESION_COUNTS,
+    METRICS,
+    dice,
+    lesion_detection,
+    nanmean,
+    segmentation_metrics,
+    summarize_segmentation,
+)
+from ..utils.io import atomic_write_csv, atomic_write_text, replace_folder
 from .inference import (
     CALIBRATION,
     LoadedRun,
@@ -87,14 +100,6 @@ from .inference import (
     split_cases,
     stored_temperature,
     to_source_grid,
-)
-from .segmentation_metrics import (
-    DISTANCE_UNITS,
-    LESION_COUNTS,
-    METRICS,
-    lesion_detection,
-    segmentation_metrics,
-    summarize_segmentation,
 )
 from .test_use import record_test_use, splits_sha256
 
@@ -219,6 +224,13 @@ def evaluate_run(
     return out
 
 
+def registered_extra(task: str) -> list[Metric]:
+    """The registered metrics of ``task`` that the built-in evaluation does not already report
+    (the registry's own built-ins are among its metrics, so they are never computed twice)."""
+    builtin = METRICS if task == "segmentation" else CLASSIFICATION_SUMMARY
+    return [m for m in registered(task) if m.name not in builtin]
+
+
 def _key_order(key: str) -> int:
     first = ("run", "split", "task", "reference", "checkpoint", "epoch", "ensemble", "n_cases")
     return first.index(key) if key in first else len(first)
@@ -274,7 +286,9 @@ def _majority(case: Case, task: str, folder: Path) -> Case:
     for value in np.unique(stacked):
         if value != 0:
             majority[(stacked == value).sum(axis=0) * 2 > len(masks)] = value
-    path = write_nifti(majority, masks[0].affine, folder / f"{case.case_id}.nii.gz")
+    path = write_nifti(
+        majority, masks[0].affine, folder / f"{case.case_id}.nii.gz", header=masks[0].meta
+    )
     return replace(case, label=path)
 
 
@@ -286,44 +300,55 @@ def _segmentation(runs: list[LoadedRun], dataset, bar, out: Path, originals) -> 
     classes = tuple(range(1, num_classes))
     tolerance = float(runs[0].cfg.eval.nsd_tolerance)
     cfg = runs[0].cfg
-    names = label_names(paths.resolve(cfg.data.root), num_classes, cfg.data.labels) or [
+    names = label_names(data_root(cfg), num_classes, cfg.data.labels) or [
         "background",
         *(f"class_{k}" for k in classes),
     ]
+    extra = registered_extra("segmentation")
+    computed = (*METRICS, *(m.name for m in extra))
     rows, results = [], []
     for index in bar:
         case = dataset.cases[index]
         item = dataset[index]
         meta = dataset.geometry(index)
         probs = probabilities(runs, item["image"][None])[0].cpu().numpy()
-        if tuple(probs.shape[1:]) == tuple(meta["source_shape"]):
+        if same_grid(meta):
             pred = probs.argmax(0)
             truth = item["label"].numpy()
             spacing = meta["spacing"]
-        else:  # resampled for the network: back onto the image's own grid
+        else:  # reoriented or resampled for the network: back onto the image's own grid
             pred = to_source_grid(probs, meta).argmax(0)
             image = read_image(case.image)
             truth = np.asarray(read_label(case.label, image).array)
             spacing = image.spacing
         pred = pred.astype(np.uint8 if num_classes <= 256 else np.int32)
+        # the input's own qform/sform and codes (NIfTI), so ITK-based viewers overlay it exactly
         write_nifti(
-            pred, np.asarray(meta["source_affine"]), out / "predictions" / f"{case.case_id}.nii.gz"
+            pred,
+            np.asarray(meta["source_affine"]),
+            out / "predictions" / f"{case.case_id}.nii.gz",
+            header=nifti_header(case.image),
         )
         scores = segmentation_metrics(
             pred, truth, spacing, classes=classes, nsd_tolerance=tolerance
         )
+        if extra:
+            scores.update(segmentation_case(pred, truth, spacing, classes, extra))
         results.append(scores)
-        per_case = (*METRICS, *LESION_COUNTS)
+        per_case = (*computed, *LESION_COUNTS)
         row = {"case_id": case.case_id, **{m: scores[m] for m in per_case}}
         if len(classes) > 1:
             row.update({f"{m}_{c}": scores[f"{m}_{c}"] for c in classes for m in per_case})
         rows.append({**row, "patient_id": case.patient_id})
     details = summarize_segmentation(results, classes)
+    for metric in extra:  # registered metrics: whole-set means as summarize_segmentation's
+        for suffix in ("", *[f"_{c}" for c in classes]):
+            details[metric.name + suffix] = nanmean([r[metric.name + suffix] for r in results])
     groups = [r["patient_id"] for r in rows]
     suffixes = [""] + ([f"_{c}" for c in classes] if len(classes) > 1 else [])
     summary = {}
     for suffix in suffixes:
-        for metric in METRICS:
+        for metric in computed:
             name = metric + suffix
             values = np.array([r[name] for r in rows], dtype=float)
             summary[name] = _interval(values, groups, details[name])
@@ -339,7 +364,7 @@ def _segmentation(runs: list[LoadedRun], dataset, bar, out: Path, originals) -> 
         {"case_id": rows[i]["case_id"], "dice": rows[i]["dice"]} for i in order[:FIGURE_CASES]
     ]
     _write_csv(out / "per_case.csv", rows)
-    _segmentation_figures(runs[0], dataset, rows, order, out, tolerance, names)
+    _segmentation_figures(runs[0], dataset, rows, order, out, tolerance, names, extra)
     _disagreement_figure(originals, out, task="segmentation")
     one_empty = int(details["one_empty"])
     return {
@@ -376,7 +401,7 @@ def segmentation_definitions(
 
     Args:
         names: the summary's metric names, e.g. ``dice``, ``hd95_worst``, ``nsd_2``.
-        details: :func:`.segmentation_metrics.summarize_segmentation`'s result.
+        details: :func:`..metrics.segmentation.summarize_segmentation`'s result.
         tolerance: the NSD tolerance in mm.
         class_names: a name per label value (background first), to name the class of the
             ``_<k>`` values; none: the label value alone.
@@ -388,7 +413,7 @@ def segmentation_definitions(
         "dice": "Dice overlap 2|P and T| / (|P| + |T|); both masks empty: 1, exactly one empty: 0",
         "iou": "intersection over union |P and T| / |P or T|; both masks empty: 1, exactly one "
         "empty: 0",
-        "nsd": f"normalised surface Dice at a tolerance of {tolerance:g} mm: share of both "
+        "nsd": f"normalized surface Dice at a tolerance of {tolerance:g} mm: share of both "
         f"surfaces within {tolerance:g} mm of the other; both masks empty: 1, exactly one: 0",
         "hd95": "95th-percentile Hausdorff distance in mm (larger directed 95th percentile); "
         "cases with exactly one empty mask are NaN and left out of this mean "
@@ -412,6 +437,8 @@ def segmentation_definitions(
         "lesion_fp_per_case": "lesion-wise false positives: predicted connected components "
         "that touch no reference lesion, per case ({fp} in {n} cases)",
     }
+    for metric in registered_extra("segmentation"):  # braces are literal in a definition
+        texts[metric.name] = metric.definition.replace("{", "{" * 2).replace("}", "}" * 2)
     several = any(re.search(r"_\d+$", name) for name in names)  # per-class names: "dice_2"
     result = {}
     for name in names:
@@ -454,7 +481,14 @@ def _interval(values: np.ndarray, groups: list[str], value: float) -> dict[str, 
 
 
 def _segmentation_figures(
-    run: LoadedRun, dataset, rows, order, out: Path, tolerance: float, names: Sequence[str]
+    run: LoadedRun,
+    dataset,
+    rows,
+    order,
+    out: Path,
+    tolerance: float,
+    names: Sequence[str],
+    extra: Sequence[Metric] = (),
 ) -> None:
     picks = {"worst": order[0], "median": order[len(order) // 2], "best": order[-1]}
     figure_rows = []
@@ -475,7 +509,7 @@ def _segmentation_figures(
     from ..viz.evaluation_plots import plot_case_rows, plot_metric_spread
 
     plot_case_rows(figure_rows, out / "cases.png", f"{run.run_dir.name}: best, median, worst")
-    spread = {m: [r[m] for r in rows] for m in SPREAD_METRICS}
+    spread = {m: [r[m] for r in rows] for m in (*SPREAD_METRICS, *(x.name for x in extra))}
     if len(names) > 2:  # several classes: each one's Dice, by name
         for k in range(1, len(names)):
             spread[f"dice {names[k]}"] = [r[f"dice_{k}"] for r in rows]
@@ -483,7 +517,11 @@ def _segmentation_figures(
         spread,
         out / "metrics.png",
         f"per-case metrics ({len(rows)} cases; hd95 and assd leave out cases with one empty mask)",
-        {**DISTANCE_UNITS, "nsd": f"tolerance {tolerance:g} mm"},
+        {
+            **DISTANCE_UNITS,
+            "nsd": f"tolerance {tolerance:g} mm",
+            **{x.name: x.unit for x in extra if x.unit},
+        },
     )
 
 
@@ -491,7 +529,6 @@ def _disagreement_figure(
     originals: Sequence[Case], out: Path, task: str, predicted: dict | None = None
 ) -> None:
     """The cases where the annotators disagree most, beside the model's answer."""
-    from ..data.inspection import dice
     from ..viz.evaluation_plots import plot_case_rows, plot_image_grid
 
     if predicted is not None:
@@ -612,7 +649,7 @@ def calibrate_runs(runs: Sequence[LoadedRun], quiet: bool = True) -> None:
             **fitted,
             "epoch": run.epoch,
             "fitted_on": what,
-            "method": "temperature scaling: softmax(logits / T), T minimising the validation "
+            "method": "temperature scaling: softmax(logits / T), T minimizing the validation "
             "negative log-likelihood",
         }
         atomic_write_text(path, json.dumps(data, indent=2) + "\n")
@@ -669,6 +706,9 @@ def _classification(
     details = classification_metrics(truth, scores, names, positive)
     index = positive_index(names, positive) if positive is not None else None
     details["ece"] = expected_calibration_error(*calibration_target(truth, scores, index))
+    extra = registered_extra("classification")
+    # Registered metrics see the positive class's index (class 1 when none is set).
+    details.update(classification_set(truth, scores, 1 if index is None else index, extra))
     cfg = runs[0].cfg
     threshold = None
     if index is not None:
@@ -680,17 +720,19 @@ def _classification(
         threshold = _choose(chosen_on, index, float(cfg.eval.target_sensitivity))
         if threshold["value"] is not None:
             details.update(_threshold_metrics(truth, scores, index, threshold["value"]))
-    summarised = [
+    summarized = [
         *CLASSIFICATION_SUMMARY,
+        *(m.name for m in extra),
         *(THRESHOLD_SUMMARY if "sensitivity_at_threshold" in details else ()),
     ]
 
     def statistics(t: np.ndarray, s: np.ndarray) -> dict[str, float]:
         values = classification_metrics(t, s, names, positive)
         values["ece"] = expected_calibration_error(*calibration_target(t, s, index))
+        values.update(classification_set(t, s, 1 if index is None else index, extra))
         if threshold is not None and threshold["value"] is not None:
             values.update(_threshold_metrics(t, s, index, threshold["value"]))
-        return {k: float(v) for k, v in values.items() if k in summarised}
+        return {k: float(v) for k, v in values.items() if k in summarized}
 
     groups = [r["patient_id"] for r in rows]
     intervals = bootstrap_cis(
@@ -698,7 +740,7 @@ def _classification(
     )
     summary = {
         name: {"value": float(details[name]), "low": intervals[name][0], "high": intervals[name][1]}
-        for name in summarised
+        for name in summarized
     }
     wrong = [i for i in range(len(rows)) if rows[i]["label"] != rows[i]["prediction"]]
     wrong.sort(key=lambda i: (-float(scores[i].max()), rows[i]["case_id"]))
@@ -737,6 +779,7 @@ def _classification(
         plot_image_grid(items, out / "failures.png", "most confident mistakes")
     _disagreement_figure(originals, out, task="classification", predicted=predicted)
     definitions = classification_definitions(names, positive)
+    definitions.update({m.name: m.definition for m in extra})
     if threshold is not None and threshold["value"] is not None:
         shown = f"{threshold['value']:.4g}"
         definitions["sensitivity_at_threshold"] = (

@@ -7,7 +7,7 @@
 the softmax of each member's logits divided by its temperature, averaged over the members, as
 ``evaluate`` and ``predict`` compute them. What it needs around it travels with it, in the
 metadata (also stored inside the file: TorchScript's ``metadata.json`` extra file, ONNX's
-``metadata_props``): the preprocessing constants (normalisation, CT window, target spacing), the
+``metadata_props``): the preprocessing constants (normalization, CT window, target spacing), the
 class names and the positive class, the temperatures, and for segmentation the sliding-window
 patch, overlap and blending with which volumes larger than the patch are predicted.
 
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..train import builders
+from ..data.from_config import loader_settings
 from ..utils.errors import ProjectError
 from ..utils.io import atomic_write_text, replace_folder
 from .inference import LoadedRun, eval_dataset, load_runs, split_cases
@@ -130,7 +130,7 @@ def metadata(runs: Sequence[LoadedRun], fmt: str) -> dict[str, Any]:
         "order (X, Y, Z as stored in NIfTI), after resampling to the target spacing",
         "output": "class probabilities, shape (batch, K[, X, Y, Z]): the mean over the runs of "
         "softmax(logits / temperature)",
-        "preprocessing": builders.loader_settings(cfg).preprocessing(),
+        "preprocessing": loader_settings(cfg).preprocessing(),
         "temperatures": [r.temperature for r in runs],
         "runs": [r.run_dir.name for r in runs],
         "checkpoint": run.checkpoint.name,

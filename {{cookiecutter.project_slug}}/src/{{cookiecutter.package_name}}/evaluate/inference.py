@@ -17,28 +17,31 @@ instead of the three or four more float copies a plain ``softmax(logits / T).arg
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
 
 from .. import paths
-from ..config import Config, load_config
+from ..config import Config, data_root, load_config
 from ..data.dataset import MedicalDataset, check_channel
+from ..data.from_config import dataset, loader_settings
 from ..data.io import Image
 from ..data.manifest import Case, DataError, label_names
-from ..data.preprocess import preprocess, resample
+from ..data.preprocess import preprocess, to_source
 from ..data.split import fold_cases, test_cases
-from ..train import builders
-from ..train.checkpoint import load_checkpoint
-from ..train.validate import predict_logits
+from ..models.from_config import build
+from ..models.sliding_window import predict_logits
+from ..runs.checkpoint import load_checkpoint
+from ..runs.folder import CHECKPOINT_NAMES, checkpoint_path, config_path
 from ..utils.errors import ProjectError
 
 SPLITS = ("val", "test")
-CHECKPOINTS = ("best", "last")
+CHECKPOINTS = CHECKPOINT_NAMES
 SLAB_VOXELS = 1 << 22  # voxels per class handled at once by the in-place softmax and argmax
 
 
@@ -98,9 +101,7 @@ class LoadedRun:
         """
         if self.classes is not None:
             return list(self.classes)
-        named = label_names(
-            paths.resolve(self.cfg.data.root), self.num_classes, self.cfg.data.labels
-        )
+        named = label_names(data_root(self.cfg), self.num_classes, self.cfg.data.labels)
         return named or ["background"] + [str(k) for k in range(1, self.num_classes)]
 
 
@@ -124,19 +125,22 @@ def load_run(
     run_dir = paths.resolve(run_dir)
     if not run_dir.is_dir():
         raise RunError(f"run folder '{run_dir}' does not exist")
-    config = run_dir / "config.yaml"
+    config = config_path(run_dir)
     if not config.is_file():
         raise RunError(f"'{run_dir}' is not a run folder: it has no config.yaml")
-    path = run_dir / "checkpoints" / f"{checkpoint}.pt"
+    path = checkpoint_path(run_dir, checkpoint)
     if not path.is_file():
         raise RunError(
             f"'{path}' does not exist: the run has not finished an epoch (train --resume it)"
         )
     cfg = load_config(path=config)
+    if "orientation" not in (yaml.safe_load(config.read_text(encoding="utf-8")).get("data") or {}):
+        # a run from before data.orientation was trained on each file's own axes
+        cfg = replace(cfg, data=replace(cfg.data, orientation="none"))
     state = load_checkpoint(path)
     num_classes = int(state["num_classes"])
     channels = [str(c) for c in state.get("channels") or ["image"]]  # older checkpoints: one
-    model = builders.build(cfg, num_classes, len(channels))
+    model = build(cfg, num_classes, len(channels))
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
@@ -182,7 +186,7 @@ def load_runs(
     """``run_dir`` and the runs of ``ensemble``, checked to be combinable.
 
     Members must share the task, dimensions, classes and preprocessing (intensity window,
-    normalisation, target spacing), since one preprocessed image goes through all of them.
+    normalization, target spacing), since one preprocessed image goes through all of them.
 
     Raises:
         RunError: a member differs in one of those; the message names it and the setting.
@@ -199,7 +203,7 @@ def load_runs(
             ("spatial_dims", lambda r: r.cfg.spatial_dims),
             ("classes", lambda r: (r.classes, r.num_classes)),
             ("channels", lambda r: r.channels),
-            ("preprocessing", lambda r: builders.loader_settings(r.cfg).preprocessing()),
+            ("preprocessing", lambda r: loader_settings(r.cfg).preprocessing()),
         ):
             if get(run) != get(runs[0]):
                 raise RunError(
@@ -219,7 +223,7 @@ def split_cases(run: LoadedRun, split: str) -> list[Case]:
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    root = paths.resolve(run.cfg.data.root)
+    root = data_root(run.cfg)
     if split == "test":
         return test_cases(root, run.task)
     return fold_cases(root, run.task, run.cfg.data.fold)[1]
@@ -229,7 +233,7 @@ def eval_dataset(run: LoadedRun, cases: Sequence[Case]) -> MedicalDataset:
     """``cases`` with the run's preprocessing, as whole images, without augmentation."""
     if not cases:
         raise DataError("no cases to evaluate")
-    return builders.dataset(run.cfg, list(cases), run.classes, train=False)
+    return dataset(run.cfg, list(cases), run.classes, train=False)
 
 
 @torch.no_grad()
@@ -320,6 +324,31 @@ def class_labels(probs: np.ndarray) -> np.ndarray:
     return out
 
 
+def label_counts(labels: np.ndarray, classes: int) -> np.ndarray:
+    """Voxels per label value (``np.bincount(labels.ravel(), minlength=classes)``).
+
+    Counted slab by slab along the last axis: ``bincount`` converts its input to 8-byte
+    integers, which for a whole 512x512x600 volume would be a 1.3 GB temporary.
+
+    Args:
+        labels: ``(*S)`` non-negative integer labels, each below ``classes``.
+        classes: the number of label values (the length of the result).
+
+    Returns:
+        ``(classes,)`` int64 counts.
+
+    Raises:
+        ValueError: a label is ``classes`` or more.
+    """
+    counts = np.zeros(classes, np.int64)
+    for slab in _slabs(labels.shape[-1], labels[..., :1].size):
+        part = np.bincount(labels[..., slab].ravel(), minlength=classes)
+        if part.size > classes:
+            raise ValueError(f"labels must be below {classes}, found {part.size - 1}")
+        counts += part
+    return counts
+
+
 def preprocess_image(
     run: LoadedRun, image: Image | Sequence[Image]
 ) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -329,7 +358,7 @@ def preprocess_image(
         run: the run whose preprocessing to apply.
         image: the image, or for a multi-channel run one image per channel in the run's
             channel order (:attr:`LoadedRun.channels`), all on one grid; each channel is
-            normalised on its own, as in training.
+            normalized on its own, as in training.
 
     Returns:
         ``(1, C, *S)`` tensor and its geometry (``shape``, ``affine``, ``spacing``, and the
@@ -355,28 +384,24 @@ def preprocess_image(
             f"image '{image.path}' is {image.ndim}D, the run was trained on "
             f"{run.cfg.spatial_dims}D images"
         )
-    settings = builders.loader_settings(run.cfg)
+    settings = loader_settings(run.cfg)
     pre = preprocess(
         image,
         None,
-        normalisation=settings.normalisation,
+        normalization=settings.normalization,
         window=settings.window,
         target_spacing=settings.target_spacing,
+        orientation=settings.orientation,
     )
-    meta = {
-        "source_shape": list(image.shape),
-        "source_affine": np.asarray(image.affine).tolist(),
-        "shape": list(pre.image.shape),
-        "affine": pre.affine.tolist(),
-        "spacing": list(pre.spacing),
-    }
+    meta = pre.geometry(image)
     stacked = [pre.image] + [
         preprocess(
             other,
             None,
-            normalisation=settings.normalisation,
+            normalization=settings.normalization,
             window=settings.window,
             target_spacing=settings.target_spacing,
+            orientation=settings.orientation,
         ).image
         for other in images[1:]
     ]
@@ -386,8 +411,6 @@ def preprocess_image(
 
 def to_source_grid(probs: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
     """Class probabilities ``(K, *S)`` on the preprocessed grid, resampled (linearly) onto the
-    source image's grid ``(K, *source_shape)``; unchanged when no resampling was done."""
-    shape = tuple(int(n) for n in meta["source_shape"])
-    if tuple(probs.shape[1:]) == shape:
-        return probs
-    return np.stack([resample(channel, shape, order=1) for channel in probs])
+    source image's grid and axes ``(K, *source_shape)`` (:func:`..data.preprocess.to_source`);
+    unchanged when the grid is the source's."""
+    return to_source(probs, meta)

@@ -216,7 +216,7 @@ def summary_lines(data_root: str, run_name: str) -> list[str]:
 
 
 def _log_experiment(run_dir: Path, record: Mapping[str, Any]) -> None:
-    from ..train.run_dir import append_experiment
+    from ..runs.folder import append_experiment
 
     settings = ", ".join(f"{k}={v}" for k, v in record["settings"].items())
     others = [name for name in record["runs"] if name != run_dir.name]

@@ -67,10 +67,10 @@ def concept_files(sources: Sequence[str | Path]) -> list[Path]:
     return files
 
 
-def crop(array: np.ndarray, centre: Sequence[int], size: Sequence[int]) -> np.ndarray:
-    """The block of ``size`` (clipped to the array) around ``centre``, shifted inside the array."""
+def crop(array: np.ndarray, center: Sequence[int], size: Sequence[int]) -> np.ndarray:
+    """The block of ``size`` (clipped to the array) around ``center``, shifted inside the array."""
     out = []
-    for c, s, n in zip(centre, size, array.shape, strict=True):
+    for c, s, n in zip(center, size, array.shape, strict=True):
         s = min(int(s), n)
         start = min(max(int(c) - s // 2, 0), n - s)
         out.append(slice(start, start + s))
@@ -86,7 +86,7 @@ def lesion_patches(
     """About ``count`` crops around the labelled regions (connected components) of ``masks``.
 
     Each crop is twice the region's bounding box per axis (at least 4 voxels, clipped to the
-    image), centred on the region and jittered by up to a quarter of the box, so that repeated
+    image), centered on the region and jittered by up to a quarter of the box, so that repeated
     crops of one lesion differ a little.
 
     Returns:
@@ -106,11 +106,11 @@ def lesion_patches(
         extent = [b.stop - b.start for b in box]
         size = [max(4, 2 * e) for e in extent]
         for _ in range(per_region):
-            centre = [
+            center = [
                 (b.start + b.stop) // 2 + int(rng.integers(-(e // 4), e // 4 + 1))
                 for b, e in zip(box, extent, strict=True)
             ]
-            patches.append(crop(image, centre, size))
+            patches.append(crop(image, center, size))
     return patches[: max(count, len(regions))]
 
 
@@ -138,10 +138,10 @@ def random_crops(
         mask = None if avoid is None else avoid[index]
         best, best_overlap = None, None
         for _ in range(PLACEMENT_TRIES if mask is not None else 1):
-            centre = [int(rng.integers(n)) for n in image.shape]
-            overlap = 0 if mask is None else int(crop(np.asarray(mask) > 0, centre, size).sum())
+            center = [int(rng.integers(n)) for n in image.shape]
+            overlap = 0 if mask is None else int(crop(np.asarray(mask) > 0, center, size).sum())
             if best_overlap is None or overlap < best_overlap:
-                best, best_overlap = centre, overlap
+                best, best_overlap = center, overlap
             if overlap == 0:
                 break
         crops.append(crop(image, best, size))

@@ -37,7 +37,7 @@ def gradcam(scorer: nn.Module, image: torch.Tensor, target: int, layer: nn.Modul
         layer: a module of ``scorer`` whose output is a feature map ``(B, C, *L)``.
 
     Returns:
-        ``(*S)`` float32 map, >= 0 (not normalised: divide by its maximum to display).
+        ``(*S)`` float32 map, >= 0 (not normalized: divide by its maximum to display).
 
     Raises:
         LayerError: the layer's output is not a spatial feature map with the image's axes.

@@ -12,7 +12,7 @@ Zeiler & Fergus (2014), "Visualizing and understanding convolutional networks". 
   region of that size.
 
 The baseline (the value hidden voxels get) is the image's minimum by default: background or air
-after this project's normalisation, i.e. "nothing there".
+after this project's normalization, i.e. "nothing there".
 """
 
 from __future__ import annotations

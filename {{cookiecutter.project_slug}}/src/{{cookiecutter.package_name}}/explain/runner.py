@@ -22,7 +22,7 @@ Bonferroni-corrected over the classes times the layers tested (see :mod:`.tcav`)
 
 The network sees each whole image at once (every model of the project takes any size), not
 sliding windows as in ``evaluate``: Grad-CAM and TCAV need one forward pass in which the layer
-sees the whole image. For images much larger than the training patch, an instance-normalised
+sees the whole image. For images much larger than the training patch, an instance-normalized
 network may then predict slightly differently than in ``evaluate``.
 """
 
@@ -40,7 +40,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import paths
+from ..config import data_root
+from ..data.from_config import loader_settings
 from ..data.io import read_image, read_label
 from ..data.manifest import MANIFEST, Case
 from ..data.preprocess import preprocess
@@ -52,7 +53,6 @@ from ..evaluate.inference import (
     preprocess_image,
     split_cases,
 )
-from ..train import builders
 from ..utils.errors import ConfigError, ProjectError
 from ..utils.io import atomic_write_text
 from ..viz.attribution_plots import plot_attribution, plot_tcav
@@ -211,7 +211,7 @@ def choose_cases(run: LoadedRun, split: str, count: int) -> list[Case]:
 
 def manifest_masks(run: LoadedRun) -> dict[str, Path]:
     """Case id -> region mask path, from the manifest's optional ``mask`` column."""
-    root = paths.resolve(run.cfg.data.root)
+    root = data_root(run.cfg)
     text = (root / MANIFEST).read_text(encoding="utf-8-sig")
     rows = list(csv.DictReader(io.StringIO(text)))
     return {
@@ -232,13 +232,14 @@ def labelled_region(
     if path is None:
         return None
     image = read_image(case.image)
-    settings = builders.loader_settings(run.cfg)
+    settings = loader_settings(run.cfg)
     pre = preprocess(
         image,
         read_label(path, image),
-        normalisation=settings.normalisation,
+        normalization=settings.normalization,
         window=settings.window,
         target_spacing=settings.target_spacing,
+        orientation=settings.orientation,  # the grid of the run's items
     )
     return np.asarray(pre.mask) > 0
 
@@ -269,7 +270,7 @@ def _maps(
     if region_mode and run.task == "classification" and not masks:
         raise ExplainError(
             f"occlusion --region mask needs a region per case, and the manifest of "
-            f"'{paths.resolve(run.cfg.data.root)}' has no '{MASK_COLUMN}' column (a mask file "
+            f"'{data_root(run.cfg)}' has no '{MASK_COLUMN}' column (a mask file "
             "per case, on the image's grid)"
         )
     device = next(run.model.parameters()).device
@@ -458,7 +459,7 @@ def _tcav(
         )
     device = next(run.model.parameters()).device
     rng = np.random.default_rng(run.cfg.seed)
-    train_cases = fold_cases(paths.resolve(run.cfg.data.root), run.task, run.cfg.data.fold)[0]
+    train_cases = fold_cases(data_root(run.cfg), run.task, run.cfg.data.fold)[0]
     pool_cases = [train_cases[int(i)] for i in _spread(len(train_cases), POOL_CASES)]
     pool = eval_dataset(run, pool_cases)
     items = [pool[i] for i in range(len(pool))]

@@ -5,7 +5,7 @@ Definitions, for a layer ``l`` with activations ``f_l(x)`` and a class ``k`` wit
 
 - the *concept activation vector* ``v_C`` is the unit normal of a linear classifier that
   separates ``f_l`` of the concept's examples from ``f_l`` of random counterexamples, pointing
-  towards the concept (here: L2-regularised logistic regression, fitted by Newton's method);
+  towards the concept (here: L2-regularized logistic regression, fitted by Newton's method);
 - the *conceptual sensitivity* of an input is the directional derivative
   ``S_{C,k,l}(x) = grad h_k(f_l(x)) . v_C``: positive when moving the activations towards the
   concept raises the class score;
@@ -60,7 +60,7 @@ from .layers import LayerError
 
 ALPHA = 0.05  # significance level, after the Bonferroni correction
 RANDOM_SETS = 20  # N: distinct random sets the concept is compared with
-L2 = 1e-2  # ridge penalty of the CAV classifier (on standardised activations)
+L2 = 1e-2  # ridge penalty of the CAV classifier (on standardized activations)
 NEWTON_STEPS = 50
 BATCH = 32  # examples of one size per forward pass
 
@@ -169,11 +169,11 @@ def train_cavs(positives: np.ndarray, negatives: np.ndarray) -> tuple[np.ndarray
         raise ValueError("a CAV needs at least one example on each side")
     x = np.concatenate([positives, negatives], axis=1)  # (P, L, C)
     y = np.concatenate([np.ones(positives.shape[1]), np.zeros(negatives.shape[1])])
-    # A scalar scale keeps the direction of w the same in raw and standardised units.
+    # A scalar scale keeps the direction of w the same in raw and standardized units.
     scale = x.std(axis=(1, 2), keepdims=True)
     scale[scale == 0] = 1.0
-    centred = (x - x.mean(axis=1, keepdims=True)) / scale
-    design = np.concatenate([centred, np.ones((*x.shape[:2], 1))], axis=2)  # (P, L, D)
+    centered = (x - x.mean(axis=1, keepdims=True)) / scale
+    design = np.concatenate([centered, np.ones((*x.shape[:2], 1))], axis=2)  # (P, L, D)
     count = design.shape[1]
     penalty = np.full(design.shape[2], 2 * L2)
     penalty[-1] = 1e-9  # the intercept is not penalised (a trace keeps H invertible)

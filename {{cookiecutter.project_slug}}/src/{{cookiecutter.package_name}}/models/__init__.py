@@ -1,4 +1,4 @@
-"""Models: networks chosen by ``model.name``, their initialisation, pretrained weights and
+"""Models: networks chosen by ``model.name``, their initialization, pretrained weights and
 per-layer statistics for the training plots.
 
 Example:

@@ -1,4 +1,4 @@
-"""Weight initialisation chosen by the activation that follows the layers.
+"""Weight initialization chosen by the activation that follows the layers.
 
 The aim is a variance that neither shrinks nor explodes from layer to layer at the start of
 training (see the activation plots of a run):
@@ -13,16 +13,16 @@ Layers whose output feeds no activation (the logits layer, the upsampling convol
 concatenation or sum; the models mark them with :func:`~.layers.mark_linear`) get Xavier
 whatever the activation: that is Glorot's linear case (gain 1).
 
-With normalisation after a convolution, the scale of its weights no longer matters for the
+With normalization after a convolution, the scale of its weights no longer matters for the
 forward signal, only for how fast Adam's fixed-size steps change them: on a toy overfitting task
 (the project's U-Net, base_channels 10, Adam 1e-3, 200 steps, 6 seeds) PyTorch's smaller default
-initialisation (``init="torch"``) fitted somewhat faster (mean Dice 0.97 against 0.93). Where it
-matters most, without normalisation (``norm="none"``), He/Xavier keep the activations' variance
+initialization (``init="torch"``) fitted somewhat faster (mean Dice 0.97 against 0.93). Where it
+matters most, without normalization (``norm="none"``), He/Xavier keep the activations' variance
 steady from layer to layer; compare both with the model option ``init``.
 
 ``fan_in`` of a convolution is ``in_channels × kernel volume`` and ``fan_out`` is
 ``out_channels × kernel volume`` (PyTorch's convention, also for transposed convolutions).
-Biases start at zero, normalisation layers at scale 1 and shift 0.
+Biases start at zero, normalization layers at scale 1 and shift 0.
 """
 
 from __future__ import annotations
@@ -93,17 +93,17 @@ def expected_std(
         return math.sqrt(2.0 / (1.0 + slope**2)) / math.sqrt(fan_in)
     if scheme == "xavier":
         return math.sqrt(2.0 / (fan_in + fan_out))
-    raise ValueError("init 'torch' keeps PyTorch's default initialisation: no single std")
+    raise ValueError("init 'torch' keeps PyTorch's default initialization: no single std")
 
 
 @torch.no_grad()
 def init_weights(model: nn.Module, activation: str, scheme: str = "auto") -> nn.Module:
-    """Initialise every convolution and linear layer of ``model`` in place.
+    """Initialize every convolution and linear layer of ``model`` in place.
 
     Args:
         model: any network; convolutions (also transposed) and linear layers get normal weights
             with the scheme's std and zero biases (layers marked with
-            :func:`~.layers.mark_linear` get Xavier); normalisation layers get scale 1, shift 0.
+            :func:`~.layers.mark_linear` get Xavier); normalization layers get scale 1, shift 0.
         activation: the network's hidden activation, one of :data:`~.layers.ACTIVATIONS`.
         scheme: ``"auto"`` (He for the ReLU family, Xavier for tanh/sigmoid), ``"he"``,
             ``"xavier"``, or ``"torch"`` to keep PyTorch's defaults (for comparison).

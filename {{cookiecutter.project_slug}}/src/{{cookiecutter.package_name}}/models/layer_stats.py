@@ -1,7 +1,7 @@
 """Per-layer statistics for the training plots: activation mean/std and gradient norms.
 
 - :class:`ActivationStats` records the mean and standard deviation of the output of every
-  convolution and dense layer with forward hooks. With a good initialisation the standard
+  convolution and dense layer with forward hooks. With a good initialization the standard
   deviation stays of the same order from the first layer to the last; a steady shrink or growth
   means vanishing or exploding signals.
 - :func:`gradient_norms` reads the L2 norm of each layer's gradient after ``backward()`` (after

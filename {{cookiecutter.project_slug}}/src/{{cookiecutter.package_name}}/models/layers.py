@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 NORMS = ("batch", "instance", "group", "none")
-GROUPS = 8  # groups of "group" normalisation (fewer when the channels are not a multiple)
+GROUPS = 8  # groups of "group" normalization (fewer when the channels are not a multiple)
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "tanh", "sigmoid")
-LEAKY_SLOPE = 0.01  # negative slope of leaky_relu, also used by the He initialisation
+LEAKY_SLOPE = 0.01  # negative slope of leaky_relu, also used by the He initialization
 
 _ACTIVATION_FACTORIES: dict[str, Callable[[], nn.Module]] = {
     "relu": lambda: nn.ReLU(inplace=True),
@@ -83,12 +83,12 @@ def conv_nd(spatial_dims: int) -> type[nn.Module]:
 
 
 def make_norm(norm: str, spatial_dims: int, channels: int) -> nn.Module:
-    """A normalisation layer: ``"batch"``, ``"instance"`` (with learnable scale and shift),
+    """A normalization layer: ``"batch"``, ``"instance"`` (with learnable scale and shift),
     ``"group"`` or ``"none"``.
 
-    Batch normalisation estimates its statistics over the batch: with whole 3D volumes and a
+    Batch normalization estimates its statistics over the batch: with whole 3D volumes and a
     batch of 2, the last stage of a classifier holds a few values per channel and the estimate is
-    noise. Group normalisation (Wu and He, 2018) normalises each example over groups of channels
+    noise. Group normalization (Wu and He, 2018) normalizes each example over groups of channels
     and space, so it behaves the same at any batch size; it uses ``gcd(GROUPS, channels)``
     groups.
     """
@@ -120,7 +120,7 @@ def make_dropout(p: float, spatial_dims: int, spatial: bool) -> nn.Module:
 class GaussianNoise(nn.Module):
     """Adds N(0, std²) noise to its input in training mode; the identity in eval mode.
 
-    A regulariser for features (or inputs): the network must not rely on exact values.
+    A regularizer for features (or inputs): the network must not rely on exact values.
     """
 
     def __init__(self, std: float) -> None:
@@ -167,7 +167,7 @@ class SubPixelUpsample(nn.Module):
 
 
 class ConvBlock(nn.Module):
-    """Two 3×3(×3) convolutions, each followed by normalisation and activation.
+    """Two 3×3(×3) convolutions, each followed by normalization and activation.
 
     ``conv(stride) -> norm -> act -> dropout -> conv -> norm -> (+ shortcut) -> act``.
     The first convolution may be strided (``stride=2`` halves every spatial size): the block then
@@ -192,7 +192,7 @@ class ConvBlock(nn.Module):
     ) -> None:
         super().__init__()
         conv = conv_nd(spatial_dims)
-        bias = norm == "none"  # a bias before a normalisation layer is cancelled by it
+        bias = norm == "none"  # a bias before a normalization layer is cancelled by it
         self.conv1 = conv(in_channels, out_channels, 3, stride=stride, padding=1, bias=bias)
         self.norm1 = make_norm(norm, spatial_dims, out_channels)
         self.act1 = make_activation(activation)
@@ -233,7 +233,7 @@ def pad_to_multiple(
         multiple: every spatial size of the result is divisible by it.
         minimum: every spatial size of the result is at least this (e.g. ``2 * multiple`` so
             that the coarsest level of a network keeps 2 voxels per axis, which instance and
-            batch normalisation need in training).
+            batch normalization need in training).
 
     Returns:
         The padded tensor and the original spatial sizes, for :func:`crop_to`.

@@ -11,7 +11,7 @@
 
 The segmentation networks need every spatial size divisible by their total downsampling; the
 classes below pad the input (repeating edge values) to a multiple of it, and to at least twice
-it so that the coarsest level keeps 2 voxels per axis for its normalisation, and crop the logits
+it so that the coarsest level keeps 2 voxels per axis for its normalization, and crop the logits
 back, so any size works.
 They subclass MONAI's classes, so their parameter names (``state_dict`` keys) are MONAI's own
 and weights saved from a plain MONAI network load into them.
@@ -20,9 +20,12 @@ and weights saved from a plain MONAI network load into them.
 from __future__ import annotations
 
 import torch
-from monai.networks.nets import DenseNet121, DynUNet, SegResNet
 
+from ..utils.monai_import import import_monai
 from .layers import check_choice, check_input, check_probability, crop_to, pad_to_multiple
+
+_nets = import_monai("monai.networks.nets")  # without the optional libraries MONAI would import
+DenseNet121, DynUNet, SegResNet = _nets.DenseNet121, _nets.DynUNet, _nets.SegResNet
 
 DYNUNET_NORMS = ("instance", "batch")
 SEGRESNET_NORMS = ("group", "instance", "batch")
@@ -174,7 +177,7 @@ def build_densenet121(
     norm: str = "batch",
     dropout: float = 0.0,
 ) -> CheckedDenseNet121:
-    """DenseNet121 (dense blocks of 6, 12, 24, 16 layers), randomly initialised.
+    """DenseNet121 (dense blocks of 6, 12, 24, 16 layers), randomly initialized.
 
     Args:
         spatial_dims, in_channels, out_channels: as for every model.

@@ -1,4 +1,4 @@
-"""Pretrained initialisation from a local file, and freezing of the first layers.
+"""Pretrained initialization from a local file, and freezing of the first layers.
 
 Nothing is ever downloaded: the weights come from a file the user names (a ``state_dict`` saved
 with ``torch.save(model.state_dict(), path)``, or a training checkpoint of this project or of
@@ -8,7 +8,7 @@ tensors and plain containers only, so a file crafted to run code when unpickled 
 without running it.
 
 Tensors are matched by name and shape; everything else is reported, not silently dropped. Remember
-to normalise inputs the way the pretrained model was trained.
+to normalize inputs the way the pretrained model was trained.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ class LoadReport:
         path: the weights file.
         loaded: names of the model tensors that received weights from the file.
         mismatched: ``(name, shape in file, shape in model)`` for names found in both with
-            different shapes (left as initialised).
-        missing: model tensors the file does not have (left as initialised).
+            different shapes (left as initialized).
+        missing: model tensors the file does not have (left as initialized).
         unexpected: file tensors the model does not have (ignored).
     """
 

@@ -18,7 +18,7 @@ softmax or sigmoid: the losses and the prediction code do.
 Each model has keyword options with defaults (:func:`model_options`); an option the chosen model
 does not have is an error, so a typo never passes silently. The project's own models also take
 ``init`` (``"auto"``: He for the ReLU family, Xavier for tanh/sigmoid; see :mod:`.init`); MONAI
-models keep their authors' initialisation.
+models keep their authors' initialization.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from .unet import UNet
 
 
 def _own(cls: type[nn.Module]) -> Callable[..., nn.Module]:
-    """A builder for one of the project's models: construct, then initialise by activation."""
+    """A builder for one of the project's models: construct, then initialize by activation."""
     signature = inspect.signature(cls.__init__)
     options = [p for p in signature.parameters.values() if p.kind is p.KEYWORD_ONLY]
     init_option = inspect.Parameter("init", inspect.Parameter.KEYWORD_ONLY, default="auto")
@@ -49,7 +49,7 @@ def _own(cls: type[nn.Module]) -> Callable[..., nn.Module]:
 
     positional = [p for p in signature.parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
     build.__signature__ = signature.replace(parameters=[*positional[1:], *options, init_option])
-    build.__doc__ = f"Build {cls.__name__} and initialise its weights (option ``init``)."
+    build.__doc__ = f"Build {cls.__name__} and initialize its weights (option ``init``)."
     return build
 
 
@@ -96,7 +96,7 @@ def _check_name(name: str) -> None:
 def build_model(
     name: str, *, spatial_dims: int, in_channels: int, out_channels: int, **options: Any
 ) -> nn.Module:
-    """Build a freshly initialised network by name.
+    """Build a freshly initialized network by name.
 
     Args:
         name: one of :data:`MODEL_NAMES`.

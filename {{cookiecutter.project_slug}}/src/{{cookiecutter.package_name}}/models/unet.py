@@ -15,7 +15,7 @@ Architecture (``depth=4``, ``base_channels=16``; sizes for a 64³ input)::
                conv, act                ->  16 ch, 32³
       head     upsample                 -> (B, out_channels, 64³) logits
 
-A ConvBlock is two 3×3(×3) convolutions with normalisation and activation, the first one
+A ConvBlock is two 3×3(×3) convolutions with normalization and activation, the first one
 strided when the block goes down a level (:class:`~.layers.ConvBlock`); "upsample" doubles the
 resolution with a learned sub-pixel convolution (:class:`~.layers.SubPixelUpsample`).
 
@@ -29,7 +29,7 @@ an order of magnitude slower.
 
 Input sizes need not be multiples of ``2**depth``: the input is padded at the far end of each
 axis (repeating edge values) to a multiple of ``2**depth``, and to at least ``2**(depth + 1)`` so
-that the coarsest level keeps 2 voxels per axis for its normalisation; the logits are cropped
+that the coarsest level keeps 2 voxels per axis for its normalization; the logits are cropped
 back to the input size.
 """
 
@@ -140,8 +140,8 @@ class UNet(nn.Module):
             ConvBlock(spatial_dims, 2 * widths[i], widths[i], **block) for i in range(1, depth - 1)
         )
         # Level 0: the skip is added rather than concatenated and fused by one 3×3 convolution,
-        # the only one at half resolution besides the stem. It has no normalisation: on a toy
-        # overfitting task a normalised fusion layer fitted markedly slower.
+        # the only one at half resolution besides the stem. It has no normalization: on a toy
+        # overfitting task a normalized fusion layer fitted markedly slower.
         self.fuse = nn.Sequential(
             conv(widths[0], widths[0], 3, padding=1), make_activation(activation)
         )

@@ -1,1 +1,2 @@
-"""Training: the loop, checkpoints and the run folder."""
+"""Training: the loop, its validation, losses and optimizers (the run folder and checkpoints
+are written through ``runs/``)."""

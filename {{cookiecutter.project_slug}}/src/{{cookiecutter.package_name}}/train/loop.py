@@ -1,9 +1,9 @@
-"""The training loop, top to bottom: data, model, optimiser, epochs, validation, checkpoints.
+"""The training loop, top to bottom: data, model, optimizer, epochs, validation, checkpoints.
 
 Read it in order; every step says why it is there. ``train(cfg)`` is what ``train`` on the
 command line runs; under ``torchrun`` the same function trains with DistributedDataParallel.
 
-Exact resume: at the end of every epoch ``last.pt`` stores the model, optimiser, schedule, AMP
+Exact resume: at the end of every epoch ``last.pt`` stores the model, optimizer, schedule, AMP
 scaler, every random generator and the epoch. Shuffling is seeded from (seed, epoch) and
 augmentation from (seed, epoch, index), so a run resumed from ``last.pt`` redoes the interrupted
 epoch with the same draws and ends with bit-identical weights on the CPU.
@@ -16,7 +16,6 @@ wait at most ``train.ddp_timeout`` seconds, and an error on one rank stops all w
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -30,21 +29,21 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from .. import paths
-from ..config import Config, load_config, monitored_metric, save_config, to_dict
-from ..data.dataset import class_names
-from ..data.manifest import DataError
+from ..config import Config, data_root, load_config, monitored_metric
+from ..data.dataset import MedicalDataset, class_names
+from ..data.fingerprint import resolve_config
+from ..data.manifest import Case, DataError
 from ..data.split import fold_cases
-from ..evaluate.classification_metrics import positive_class
+from ..metrics.classification import positive_class
 from ..models import build_model
 from ..models.layer_stats import ActivationStats, gradient_norms
-from ..utils.environment import environment
-from ..utils.io import atomic_write_text
+from ..runs.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
+from ..runs.folder import MetricsLog, new_run_dir
 from ..utils.seed import make_generator, seed_everything, worker_init_fn
-from . import builders
-from .checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states
+from . import builders, records
+from .diagnostics import OVERFIT_CASES, plot_run, record_layers
 from .distributed import Dist, TrainingError, init_distributed, pick_device
-from .run_dir import MetricsLog, append_experiment, new_run_dir, write_notes
-from .tracking import make_tracker
+from .tracking import Tracker
 from .validate import validate
 
 GRAD_NORM_EVERY = 5  # record per-layer gradient norms every this many steps
@@ -69,6 +68,67 @@ class EpochResult:
     steps: int = 0
 
 
+@dataclass
+class TrainingData:
+    """Step 1's result: one fold's cases, their datasets and the training loader.
+
+    Attributes:
+        train_cases, val_cases: the fold's cases (overfit mode: the same few in both).
+        classes: the class names (classification), else None.
+        train_set, val_set: the datasets (random patches and augmentation for training only).
+        num_classes: the model's output channels.
+        loader: batches of ``train_set``.
+        sampler: the ``DistributedSampler`` under ``torchrun``, else None.
+        generator: the loader's shuffling generator, reseeded every epoch.
+    """
+
+    train_cases: list[Case]
+    val_cases: list[Case]
+    classes: list[str] | None
+    train_set: MedicalDataset
+    val_set: MedicalDataset
+    num_classes: int
+    loader: DataLoader
+    sampler: DistributedSampler | None
+    generator: torch.Generator
+
+
+@dataclass
+class Optimization:
+    """Step 3's result: what turns a batch's loss into a weight update.
+
+    Attributes:
+        loss_fn: the training loss of ``(logits, labels)``.
+        optimizer: the optimizer of ``train.optimizer``.
+        scheduler: the learning-rate schedule of ``train.schedule`` (stepped per epoch).
+        scaler: the AMP gradient scaler (enabled only for float16 autocast).
+        amp_dtype: the autocast dtype; None for full precision (CPU, or ``train.amp=false``).
+    """
+
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+
+
+@dataclass
+class Progress:
+    """Where training stands: restored on resume, updated after every epoch (rank 0).
+
+    Attributes:
+        start_epoch: the first epoch this call trains (0-based).
+        best: the best value of the monitored metric so far; None while never a number.
+        bad_epochs: epochs since the last improvement (early stopping).
+        status: ``"completed"``, or the early-stop sentence.
+    """
+
+    start_epoch: int = 0
+    best: float | None = None
+    bad_epochs: int = 0
+    status: str = "completed"
+
+
 def train(
     cfg: Config,
     *,
@@ -84,51 +144,130 @@ def train(
         resume: a run folder to continue from its ``checkpoints/last.pt``.
         note: a sentence on what this run tries, for ``notes.md`` and ``EXPERIMENTS.md``.
         quiet: no progress bars (tests, sweeps).
-        plots: draw the plots (tests of other behaviour turn them off to save time).
+        plots: draw the plots (tests of other behavior turn them off to save time).
+
+    Returns:
+        The run folder.
 
     Raises:
         ProjectError: bad data or config, a missing or foreign checkpoint, a NaN loss; under
             ``torchrun``, an error on one rank is raised on every rank with the same message.
     """
-    # --- 1. Settings, processes and device -------------------------------------------------
-    state: dict[str, Any] | None = None
-    if resume is not None:
-        # A resumed run continues with its own settings, so its result is one experiment. They
-        # are read before the processes meet: its device and train.ddp_timeout apply.
-        resume = Path(resume)
-        state = load_checkpoint(resume / "checkpoints" / "last.pt")
-        cfg = load_config(path=resume / "config.yaml")
-    if cfg.overfit:
-        cfg = builders.regularisation_off(cfg)
+    # 0. Settings, processes and seeds.
+    cfg, state = _settings(cfg, resume)
     ddp = init_distributed(cfg.device, cfg.train.ddp_timeout)
-    device = ddp.device
-    project = paths.project_root()
-    root = paths.resolve(cfg.data.root)
-
-    # --- 2. Seeds: one seed for Python, NumPy and torch; deterministic kernels ---------------
     seeding = seed_everything(cfg.seed, cfg.deterministic)
 
-    # --- 3. Data: one fold of splits.json (refused when the data changed since `split`) ------
+    # 1. Data: one fold of splits.json, decoded and cached up front.
+    cfg, data = _data(cfg, ddp)
+
+    # 2. Model: built, moved to the device, wrapped for DDP / torch.compile.
+    model, net = _model(cfg, data, ddp, quiet=quiet or not ddp.main)
+
+    # 3. Loss, optimizer, schedule and mixed precision.
+    opt = _optimization(cfg, model, data, ddp.device)
+
+    # 4. Resume from last.pt, or start a new run folder (rank 0 writes, the others wait).
+    progress = _restore(state, model, opt, ddp) if state is not None else Progress()
+    run_dir = Path(resume) if resume is not None else _new_run_dir(cfg, ddp)
+    metrics, tracker = _open_run(run_dir, cfg, ddp, data, state, progress, seeding, note)
+    monitor, mode = monitored_metric(cfg)
+
+    # 5. Epochs: train, then on rank 0 validate, checkpoint, log and decide on early stopping;
+    #    the other ranks wait for it (at most train.ddp_timeout seconds) in `settle`.
+    for epoch in range(progress.start_epoch, cfg.train.epochs):
+        started = time.perf_counter()
+        _set_epoch(cfg, data, epoch)
+        result = run_epoch(
+            net=net,
+            loader=data.loader,
+            loss_fn=opt.loss_fn,
+            optimizer=opt.optimizer,
+            scaler=opt.scaler,
+            cfg=cfg,
+            device=ddp.device,
+            epoch=epoch,
+            amp_dtype=opt.amp_dtype,
+            quiet=quiet or not ddp.main,
+            ddp=ddp,
+        )
+        lr = opt.optimizer.param_groups[0]["lr"]
+        opt.scheduler.step()
+        stop, failure = False, None
+        if ddp.main:
+            try:
+                row, layers = _validate_epoch(cfg, model, data, opt, ddp.device, epoch, result)
+                row.update(lr=lr, seconds=time.perf_counter() - started)
+                improved = _update_progress(
+                    progress, float(row[monitor]), epoch, monitor, mode, cfg
+                )
+                _save_checkpoints(run_dir, cfg, model, data, opt, progress, epoch, row, improved)
+                stop = _log_epoch(
+                    run_dir, cfg, metrics, tracker, progress, epoch, row, layers, result, plots
+                )
+                if not quiet:
+                    print(_epoch_line(cfg, epoch, row), flush=True)
+                if stop:
+                    progress.status = (
+                        f"early stop at epoch {epoch + 1} "
+                        f"({monitor} flat for {progress.bad_epochs} epochs)"
+                    )
+            except Exception as exc:  # every rank stops with it (settle), none waits forever
+                failure = exc
+        if ddp.settle(failure, stop):  # every rank stops together
+            break
+
+    # 6. Finish: close the tracker, add the run's line to EXPERIMENTS.md.
+    _finish(run_dir, cfg, ddp, metrics, tracker, progress, monitor, note, quiet)
+    return run_dir
+
+
+def _settings(cfg: Config, resume: Path | None) -> tuple[Config, dict[str, Any] | None]:
+    """Step 0: the run's settings and, on resume, the checkpoint to continue from.
+
+    A resumed run continues with its own ``config.yaml``, so its result is one experiment; it
+    is read before the processes meet, so its device and ``train.ddp_timeout`` apply. Overfit
+    mode turns every regularizer off.
+    """
+    state = None
+    if resume is not None:
+        state = load_checkpoint(Path(resume) / "checkpoints" / "last.pt")
+        cfg = load_config(path=Path(resume) / "config.yaml")
+    if cfg.overfit:
+        cfg = builders.regularization_off(cfg)
+    return cfg, state
+
+
+def _data(cfg: Config, ddp: Dist) -> tuple[Config, TrainingData]:
+    """Step 1: the fold's cases (refused when the data changed since ``split``), datasets and
+    loader; returns the config with ``data.normalization: auto`` resolved."""
+    root = data_root(cfg)
     try:
         train_cases, val_cases = fold_cases(root, cfg.task, cfg.data.fold)
     except DataError as exc:
         raise TrainingError(str(exc)) from None
+    # data.normalization: auto -> ct/mr/zscore from the training cases' fingerprint (printed,
+    # and recorded in config.yaml); warnings for settings that do not fit the data.
+    cfg = resolve_config(cfg, root, train_cases, echo=print if ddp.main else None)
     classes = class_names(train_cases + val_cases) if cfg.task == "classification" else None
     if classes is not None:
         # A typo in data.positive_class is found now, not after training, at evaluate.
         positive_class(cfg.data.positive_class, classes)
     if cfg.overfit:
         # Overfit mode: can the model fit a handful of cases at all? Same cases for validation.
-        train_cases = train_cases[: builders.OVERFIT_CASES]
+        train_cases = train_cases[:OVERFIT_CASES]
         val_cases = train_cases
     train_set = builders.dataset(cfg, train_cases, classes, train=True)
     val_set = builders.dataset(cfg, val_cases, classes, train=False)
     # Decode and cache everything once, up front: epoch 1 then runs at cached speed, and an
-    # unreadable file stops the run now rather than an hour in.
-    train_set.prepare(threads=max(1, min(4, os.cpu_count() or 1)))
-    val_set.prepare(threads=max(1, min(4, os.cpu_count() or 1)))
+    # unreadable file stops the run now rather than an hour in. First say what that will take
+    # on disk (measured on one case), and whether it fits.
+    for dataset in (train_set, val_set):
+        plan = dataset.cache_plan() if ddp.main else None
+        if plan is not None:
+            print(plan.message() if plan.fits else f"warning: {plan.message()}", flush=True)
+        dataset.prepare(threads=max(1, min(4, os.cpu_count() or 1)))
     num_classes = builders.count_classes(cfg, train_set, classes)
-
     sampler = DistributedSampler(train_set, shuffle=True, seed=cfg.seed) if ddp.active else None
     generator = make_generator(cfg.seed)
     loader = DataLoader(
@@ -140,19 +279,27 @@ def train(
         generator=generator,
         worker_init_fn=worker_init_fn,
         drop_last=len(train_set) > cfg.train.batch_size,
-        pin_memory=device.type == "cuda",
+        pin_memory=ddp.device.type == "cuda",
         persistent_workers=False,
     )
+    data = TrainingData(
+        train_cases, val_cases, classes, train_set, val_set, num_classes, loader, sampler, generator
+    )
+    return cfg, data
 
-    # --- 4. Model, loss, optimiser, schedule, mixed precision --------------------------------
+
+def _model(cfg: Config, data: TrainingData, ddp: Dist, quiet: bool) -> tuple[nn.Module, nn.Module]:
+    """Step 2: the model (for checkpoints and validation) and the network as trained (the
+    model, DDP-wrapped under ``torchrun``, compiled with ``train.compile``)."""
+    device = ddp.device
     model = build_model(
         cfg.model.name,
         spatial_dims=cfg.spatial_dims,
-        in_channels=train_set.in_channels,  # one per image_<channel> column of the manifest
-        out_channels=num_classes,
+        in_channels=data.train_set.in_channels,  # one per image_<channel> column of the manifest
+        out_channels=data.num_classes,
         **builders.model_options(cfg),
     )
-    builders.apply_pretrained(model, cfg, quiet=quiet or not ddp.main)
+    builders.apply_pretrained(model, cfg, quiet=quiet)
     model.to(device)
     cuda = device.type == "cuda"
     if cuda and cfg.train.channels_last:
@@ -166,187 +313,235 @@ def train(
         )
     if cfg.train.compile:
         net = torch.compile(net)
-    loss_fn = builders.loss(cfg, train_set, num_classes).to(device)
+    return model, net
+
+
+def _optimization(
+    cfg: Config, model: nn.Module, data: TrainingData, device: torch.device
+) -> Optimization:
+    """Step 3: loss, optimizer, schedule and mixed precision (CUDA only: bfloat16 where the GPU
+    has it, else float16 with a gradient scaler)."""
+    loss_fn = builders.loss(cfg, data.train_set, data.num_classes).to(device)
     optimizer = builders.optimizer(model, cfg)
     scheduler = builders.scheduler(optimizer, cfg)
+    cuda = device.type == "cuda"
     amp_dtype = (
         (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if cuda else None
     )
     use_amp = cuda and cfg.train.amp
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    return Optimization(loss_fn, optimizer, scheduler, scaler, amp_dtype if use_amp else None)
 
-    # --- 5. The run folder (rank 0 writes; a new folder, or the resumed one) -----------------
-    start_epoch, best, bad_epochs = 0, None, 0
-    if state is not None:
-        run_dir = resume
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch, best, bad_epochs = state["epoch"] + 1, state["best"], state["bad_epochs"]
-        set_rng_states(state["rng"])
-        if state.get("threads") != torch.get_num_threads() and ddp.main:
-            print(
-                f"warning: {torch.get_num_threads()} torch threads now, {state.get('threads')} "
-                "before: the resumed run may differ in the last bits"
-            )
-    else:
-        run_dir = builders.shared_run_dir(ddp, lambda: new_run_dir(paths.runs_dir(), cfg.run.name))
-    metrics = MetricsLog(run_dir / "metrics.csv")
-    tracker = None
-    failure: Exception | None = None  # what rank 0 raised, for every rank to raise (settle)
+
+def _restore(state: dict[str, Any], model: nn.Module, opt: Optimization, ddp: Dist) -> Progress:
+    """Step 4 on resume: the weights, optimizer, schedule, scaler and every random generator of
+    ``last.pt``; training continues after its epoch."""
+    model.load_state_dict(state["model"])
+    opt.optimizer.load_state_dict(state["optimizer"])
+    opt.scheduler.load_state_dict(state["scheduler"])
+    opt.scaler.load_state_dict(state["scaler"])
+    set_rng_states(state["rng"])
+    if state.get("threads") != torch.get_num_threads() and ddp.main:
+        print(
+            f"warning: {torch.get_num_threads()} torch threads now, {state.get('threads')} "
+            "before: the resumed run may differ in the last bits"
+        )
+    return Progress(state["epoch"] + 1, state["best"], state["bad_epochs"])
+
+
+def _new_run_dir(cfg: Config, ddp: Dist) -> Path:
+    """Step 4 for a new run: ``runs/<date>_<time>_<run.name>/``, made by rank 0."""
+    return records.shared_run_dir(ddp, lambda: new_run_dir(paths.runs_dir(), cfg.run.name))
+
+
+def _open_run(
+    run_dir: Path,
+    cfg: Config,
+    ddp: Dist,
+    data: TrainingData,
+    state: dict[str, Any] | None,
+    progress: Progress,
+    seeding: dict[str, Any],
+    note: str | None,
+) -> tuple[MetricsLog | None, Tracker | None]:
+    """Step 4's records (rank 0; :func:`.records.open_run`): the metrics log and the tracker,
+    None on the other ranks. An error on rank 0 (say, a tracker not installed) stops all."""
+    metrics, tracker, failure = None, None, None
     if ddp.main:
         try:
-            if state is None:
-                save_config(cfg, run_dir / "config.yaml")
-                env = environment(device, project, seeding)
-                env["data"] = {
-                    "root": str(root),
+            metrics, tracker = records.open_run(
+                run_dir,
+                cfg,
+                note=note,
+                state=state,
+                start_epoch=progress.start_epoch,
+                device=ddp.device,
+                seeding=seeding,
+                data={
+                    "root": str(data_root(cfg)),
                     "fold": cfg.data.fold,
-                    "train_cases": len(train_cases),
-                    "val_cases": len(val_cases),
-                    "classes": classes or num_classes,
-                    "channels": train_set.channel_names,
-                }
-                atomic_write_text(run_dir / "environment.json", json.dumps(env, indent=2) + "\n")
-            else:
-                metrics.truncate(start_epoch)  # rows are numbered from 1: keep those saved
-                if not metrics.rows or int(metrics.rows[-1]["epoch"]) < start_epoch:
-                    metrics.append(state["metrics"])  # killed after the checkpoint, before the log
-            write_notes(run_dir, note, resumed=state is not None)
-            tracker = make_tracker(cfg.tracking, run_dir, project, to_dict(cfg))
-        except Exception as exc:  # e.g. a tracker that is not installed: every rank stops
+                    "train_cases": len(data.train_cases),
+                    "val_cases": len(data.val_cases),
+                    "classes": data.classes or data.num_classes,
+                    "channels": data.train_set.channel_names,
+                },
+            )
+        except Exception as exc:  # raised on every rank by settle
             failure = exc
     ddp.settle(failure)
-    monitor, mode = monitored_metric(cfg)
+    return metrics, tracker
 
-    # --- 6. Epochs ---------------------------------------------------------------------------
-    status = "completed"
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, cfg.train.epochs):
-        started = time.perf_counter()
-        # Shuffling and augmentation depend only on (seed, epoch): resumable, worker-independent.
-        train_set.set_epoch(epoch)
-        generator.manual_seed(cfg.seed * 100_003 + epoch)
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        result = run_epoch(
-            net=net,
-            loader=loader,
-            loss_fn=loss_fn,
-            optimizer=optimizer,
-            scaler=scaler,
-            cfg=cfg,
-            device=device,
-            epoch=epoch,
-            amp_dtype=amp_dtype if use_amp else None,
-            quiet=quiet or not ddp.main,
-            ddp=ddp,
+
+def _set_epoch(cfg: Config, data: TrainingData, epoch: int) -> None:
+    """Shuffling and augmentation depend only on (seed, epoch): resumable, worker-independent."""
+    data.train_set.set_epoch(epoch)
+    data.generator.manual_seed(cfg.seed * 100_003 + epoch)
+    if data.sampler is not None:
+        data.sampler.set_epoch(epoch)
+
+
+def _validate_epoch(
+    cfg: Config,
+    model: nn.Module,
+    data: TrainingData,
+    opt: Optimization,
+    device: torch.device,
+    epoch: int,
+    result: EpochResult,
+) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """Whole-set validation metrics (rank 0, never averaged over batches), with per-layer
+    activation statistics; returns this epoch's ``metrics.csv`` row (without ``lr`` and
+    ``seconds``) and the layer statistics."""
+    with ActivationStats(model) as activations:
+        val = validate(
+            model, data.val_set, opt.loss_fn, cfg, device, data.classes, data.num_classes
         )
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
+    row = {"epoch": epoch + 1, "train_loss": result.loss, **val}
+    return row, activations.summary()
 
-        # Rank 0 validates and writes; the other ranks wait for it in `settle` below (at most
-        # train.ddp_timeout seconds), which also tells them about an early stop or an error.
-        stop, failure = False, None
-        if ddp.main:
-            try:
-                # Whole-set validation metrics on rank 0, never averaged over batches.
-                with ActivationStats(model) as activations:
-                    val = validate(model, val_set, loss_fn, cfg, device, classes, num_classes)
-                row = {
-                    "epoch": epoch + 1,
-                    "train_loss": result.loss,
-                    **val,
-                    "lr": lr,
-                    "seconds": time.perf_counter() - started,
-                }
-                value = float(val[monitor])
-                improved = is_better(value, best, mode, cfg.train.min_delta)
-                if math.isnan(value):
-                    kept = "the best earlier epoch" if best is not None else "this epoch for now"
-                    print(
-                        f"warning: {monitor} is nan at epoch {epoch + 1}: not counted as an "
-                        f"improvement (best.pt holds {kept})",
-                        flush=True,
-                    )
-                if improved:
-                    best, bad_epochs = value, 0
-                else:
-                    bad_epochs += 1
-                checkpoint = {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "epoch": epoch,
-                    "best": best,
-                    "bad_epochs": bad_epochs,
-                    "rng": rng_states(),
-                    "threads": torch.get_num_threads(),
-                    "config": to_dict(cfg),
-                    "classes": classes or [],
-                    "num_classes": num_classes,
-                    "in_channels": train_set.in_channels,
-                    "channels": train_set.channel_names,
-                    "metrics": row,
-                }
-                # Checkpoint first, then the logs: a run killed in between resumes from this
-                # epoch and restores its metrics row from the checkpoint. Until the monitored
-                # metric has been a number once, best.pt holds the latest epoch.
-                if improved or best is None:
-                    save_checkpoint(run_dir / "checkpoints" / "best.pt", checkpoint)
-                save_checkpoint(run_dir / "checkpoints" / "last.pt", checkpoint)
-                metrics.append(row)
-                layers = activations.summary()
-                builders.record_layers(run_dir, epoch + 1, layers, result.grad_norms)
-                stop = bool(cfg.train.patience and bad_epochs >= cfg.train.patience)
-                last_epoch = epoch + 1 == cfg.train.epochs or stop
-                if plots and (epoch == start_epoch or (epoch + 1) % PLOT_EVERY == 0 or last_epoch):
-                    builders.plot_run(run_dir)
-                tracker.log(epoch + 1, row)
-                if not quiet:
-                    shown = ", ".join(
-                        f"{k} {v:.4g}"
-                        for k, v in row.items()
-                        if k not in ("epoch", "seconds") and isinstance(v, float)
-                    )
-                    print(f"epoch {epoch + 1}/{cfg.train.epochs}: {shown}", flush=True)
-                if stop:
-                    status = (
-                        f"early stop at epoch {epoch + 1} ({monitor} flat for {bad_epochs} epochs)"
-                    )
-            except Exception as exc:  # every rank stops with it (settle), none waits forever
-                failure = exc
-        if ddp.settle(failure, stop):  # every rank stops together
-            break
 
-    # --- 7. Record the run ---------------------------------------------------------------------
+def _update_progress(
+    progress: Progress, value: float, epoch: int, monitor: str, mode: str, cfg: Config
+) -> bool:
+    """Count this epoch's monitored ``value`` for best.pt and early stopping; return whether
+    it improves on the best (a NaN never does, and a warning says so)."""
+    improved = is_better(value, progress.best, mode, cfg.train.min_delta)
+    if math.isnan(value):
+        kept = "the best earlier epoch" if progress.best is not None else "this epoch for now"
+        print(
+            f"warning: {monitor} is nan at epoch {epoch + 1}: not counted as an "
+            f"improvement (best.pt holds {kept})",
+            flush=True,
+        )
+    if improved:
+        progress.best, progress.bad_epochs = value, 0
+    else:
+        progress.bad_epochs += 1
+    return improved
+
+
+def _save_checkpoints(
+    run_dir: Path,
+    cfg: Config,
+    model: nn.Module,
+    data: TrainingData,
+    opt: Optimization,
+    progress: Progress,
+    epoch: int,
+    row: dict[str, Any],
+    improved: bool,
+) -> None:
+    """``last.pt`` every epoch, ``best.pt`` when the monitored metric improved (until it has
+    been a number once, best.pt holds the latest epoch)."""
+    checkpoint = records.checkpoint_state(
+        model=model,
+        optimizer=opt.optimizer,
+        scheduler=opt.scheduler,
+        scaler=opt.scaler,
+        epoch=epoch,
+        best=progress.best,
+        bad_epochs=progress.bad_epochs,
+        cfg=cfg,
+        classes=data.classes,
+        num_classes=data.num_classes,
+        in_channels=data.train_set.in_channels,
+        channels=data.train_set.channel_names,
+        row=row,
+    )
+    # Checkpoint first, then the logs: a run killed in between resumes from this epoch and
+    # restores its metrics row from the checkpoint.
+    if improved or progress.best is None:
+        save_checkpoint(run_dir / "checkpoints" / "best.pt", checkpoint)
+    save_checkpoint(run_dir / "checkpoints" / "last.pt", checkpoint)
+
+
+def _log_epoch(
+    run_dir: Path,
+    cfg: Config,
+    metrics: MetricsLog,
+    tracker: Tracker,
+    progress: Progress,
+    epoch: int,
+    row: dict[str, Any],
+    layers: dict[str, dict[str, float]],
+    result: EpochResult,
+    plots: bool,
+) -> bool:
+    """``metrics.csv``, ``layer_stats.csv``, the plots (after the first epoch, every
+    :data:`PLOT_EVERY` epochs and the last) and the tracker; return whether to stop early."""
+    metrics.append(row)
+    record_layers(run_dir, epoch + 1, layers, result.grad_norms)
+    stop = bool(cfg.train.patience and progress.bad_epochs >= cfg.train.patience)
+    last_epoch = epoch + 1 == cfg.train.epochs or stop
+    if plots and (epoch == progress.start_epoch or (epoch + 1) % PLOT_EVERY == 0 or last_epoch):
+        plot_run(run_dir)
+    tracker.log(epoch + 1, row)
+    return stop
+
+
+def _epoch_line(cfg: Config, epoch: int, row: dict[str, Any]) -> str:
+    """``epoch 3/20: train_loss 0.41, val_loss 0.38, val_dice 0.71, lr 0.001``."""
+    shown = ", ".join(
+        f"{k} {v:.4g}"
+        for k, v in row.items()
+        if k not in ("epoch", "seconds") and isinstance(v, float)
+    )
+    return f"epoch {epoch + 1}/{cfg.train.epochs}: {shown}"
+
+
+def _finish(
+    run_dir: Path,
+    cfg: Config,
+    ddp: Dist,
+    metrics: MetricsLog | None,
+    tracker: Tracker | None,
+    progress: Progress,
+    monitor: str,
+    note: str | None,
+    quiet: bool,
+) -> None:
+    """Step 6 (rank 0): close the tracker, append the run to ``EXPERIMENTS.md`` and say how it
+    ended; the other ranks return once rank 0 has written everything."""
     failure = None
     if ddp.main:
         try:
             tracker.close()
-            if cfg.overfit:
-                status += "; " + builders.overfit_verdict(cfg, metrics)
-            append_experiment(
-                paths.experiments_log(),
+            status = records.record_experiment(
                 run_dir,
-                {
-                    "note": note or "",
-                    "task": cfg.task,
-                    "model": cfg.model.name,
-                    "settings": builders.settings_summary(cfg),
-                    "status": status,
-                    "best": f"{monitor} {best:.4f}" if best is not None else f"{monitor} nan",
-                },
+                cfg,
+                note=note,
+                status=progress.status,
+                monitor=monitor,
+                best=progress.best,
+                metrics=metrics,
             )
             if not quiet:
+                best = progress.best
                 shown = f"{best:.4f}" if best is not None else "nan (never a number)"
                 print(f"{status}; best {monitor} {shown}; run folder {run_dir}")
         except Exception as exc:
             failure = exc
-    ddp.settle(failure)  # the other ranks return once rank 0 has written everything
-    return run_dir
+    ddp.settle(failure)
 
 
 def is_better(value: float, best: float | None, mode: str, min_delta: float) -> bool:
@@ -397,7 +592,7 @@ def run_epoch(
         net: the model as trained (DDP- or compile-wrapped), on ``device``.
         loader: batches ``{"image": (B, 1, *S), "label": (B, *S) or (B,)}``.
         loss_fn: the training loss of ``(logits, labels)``.
-        optimizer: the optimiser of the model's parameters.
+        optimizer: the optimizer of the model's parameters.
         scaler: the AMP gradient scaler (disabled without fp16 autocast).
         cfg: the run's configuration (``train.*`` steps, noise, clipping).
         device: where the batches go.

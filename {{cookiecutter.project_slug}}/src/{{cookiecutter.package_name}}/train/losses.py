@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..utils.monai_import import import_monai
+
 
 class FocalLoss(nn.Module):
     """Multi-class focal loss: ``-(1 - p_t)^gamma * log(p_t)``, averaged.
@@ -48,9 +50,8 @@ class DiceCELoss(nn.Module):
 
     def __init__(self, weight: torch.Tensor | None = None) -> None:
         super().__init__()
-        from monai.losses import DiceCELoss as MonaiDiceCE
-
-        self.loss = MonaiDiceCE(
+        monai_dice_ce = import_monai("monai.losses").DiceCELoss
+        self.loss = monai_dice_ce(
             to_onehot_y=True, softmax=True, include_background=False, weight=weight
         )
 

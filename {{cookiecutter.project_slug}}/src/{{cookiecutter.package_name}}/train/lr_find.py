@@ -8,22 +8,27 @@ steepest descent of the smoothed loss. The model's weights are thrown away after
 
 from __future__ import annotations
 
+import io
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from matplotlib.figure import Figure
+from torch import nn
 from torch.utils.data import DataLoader
 
 from .. import paths
-from ..config import Config, save_config
-from ..data.dataset import class_names
+from ..config import Config, data_root, save_config
+from ..data.dataset import MedicalDataset, class_names
+from ..data.fingerprint import resolve_config
 from ..data.split import fold_cases
+from ..runs.folder import new_run_dir
 from ..utils.io import atomic_write_bytes, atomic_write_text
 from ..utils.seed import make_generator, seed_everything, worker_init_fn
 from . import builders
-from .run_dir import new_run_dir
 
 
 def suggest_lr(lrs: np.ndarray, losses: np.ndarray) -> float:
@@ -46,6 +51,21 @@ def suggest_lr(lrs: np.ndarray, losses: np.ndarray) -> float:
     return float(lrs[int(np.argmin(slope))])
 
 
+@dataclass
+class RangeCurve:
+    """The loss along the learning-rate range, one entry per batch taken.
+
+    Attributes:
+        lrs: the learning rate of each batch (increasing).
+        raw: the batch's training loss.
+        smooth: the bias-corrected exponential moving average of ``raw``.
+    """
+
+    lrs: list[float] = field(default_factory=list)
+    raw: list[float] = field(default_factory=list)
+    smooth: list[float] = field(default_factory=list)
+
+
 def lr_range_test(
     cfg: Config,
     start_lr: float = 1e-6,
@@ -58,24 +78,67 @@ def lr_range_test(
     """Run the range test and write ``lr_find.png`` and ``lr_find.json`` in a new run folder.
 
     Args:
-        cfg: the configuration (model, data, optimiser) to test.
+        cfg: the configuration (model, data, optimizer) to test.
         start_lr, end_lr: the range, multiplied by a constant factor each batch.
         steps: batches over the range (the training data is cycled when shorter).
         diverge: stop when the smoothed loss exceeds this many times its best.
         smoothing: exponential moving average factor of the loss.
+        quiet: print nothing.
 
     Returns:
         The run folder.
+
+    Raises:
+        ValueError: not ``0 < start_lr < end_lr``.
     """
     if not 0 < start_lr < end_lr:
         raise ValueError(f"need 0 < start_lr < end_lr, got {start_lr}, {end_lr}")
+    # 1. Data, model, loss and optimizer, built as `train` builds them.
     seed_everything(cfg.seed, cfg.deterministic)
-    root = paths.resolve(cfg.data.root)
+    cfg, dataset, classes, loader = _data(cfg)
+    num_classes = builders.count_classes(cfg, dataset, classes)
+    model = builders.build(cfg, num_classes, dataset.in_channels)
+    loss_fn = builders.loss(cfg, dataset, num_classes)
+    optimizer = builders.optimizer(model, cfg)
+
+    # 2. One batch per learning rate, growing geometrically, until the loss diverges.
+    curve = _sweep(model, loss_fn, optimizer, loader, start_lr, end_lr, steps, diverge, smoothing)
+
+    # 3. The suggestion: the steepest descent before the divergence.
+    suggestion = _suggestion(curve)
+
+    # 4. The run folder: config.yaml, lr_find.json and lr_find.png.
+    run_dir = new_run_dir(paths.runs_dir(), f"lr-find_{cfg.run.name}")
+    save_config(cfg, run_dir / "config.yaml")
+    result = {
+        "suggested_lr": suggestion,
+        "start_lr": start_lr,
+        "end_lr": end_lr,
+        "steps": len(curve.lrs),
+        "diverge": diverge,
+        "lr": curve.lrs,
+        "loss": curve.raw,
+        "smoothed_loss": curve.smooth,
+    }
+    atomic_write_text(run_dir / "lr_find.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_bytes(run_dir / "lr_find.png", _plot(curve, suggestion))
+    if not quiet:
+        print(
+            f"suggested learning rate {suggestion:.3g} (steepest descent); plot {run_dir / 'lr_find.png'}"
+        )
+    return run_dir
+
+
+def _data(cfg: Config) -> tuple[Config, MedicalDataset, list[str] | None, DataLoader]:
+    """Step 1: the fold's training cases, prepared, their class names (classification, else
+    None) and a shuffling loader over them; returns the config with ``data.normalization:
+    auto`` resolved (as ``train`` resolves it)."""
+    root = data_root(cfg)
     train_cases, val_cases = fold_cases(root, cfg.task, cfg.data.fold)
+    cfg = resolve_config(cfg, root, train_cases)  # data.normalization: auto, as train does
     classes = class_names(train_cases + val_cases) if cfg.task == "classification" else None
     dataset = builders.dataset(cfg, train_cases, classes, train=True)
     dataset.prepare()
-    num_classes = builders.count_classes(cfg, dataset, classes)
     loader = DataLoader(
         dataset,
         batch_size=cfg.train.batch_size,
@@ -85,14 +148,27 @@ def lr_range_test(
         worker_init_fn=worker_init_fn,
         drop_last=len(dataset) > cfg.train.batch_size,
     )
-    model = builders.build(cfg, num_classes, dataset.in_channels)
-    loss_fn = builders.loss(cfg, dataset, num_classes)
-    optimizer = builders.optimizer(model, cfg)
+    return cfg, dataset, classes, loader
+
+
+def _sweep(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: DataLoader,
+    start_lr: float,
+    end_lr: float,
+    steps: int,
+    diverge: float,
+    smoothing: float,
+) -> RangeCurve:
+    """Step 2: train one batch at each learning rate from ``start_lr`` to ``end_lr`` (a constant
+    factor apart; the data is cycled, a new epoch each time), stopping at a non-finite loss or
+    when the smoothed loss passes ``diverge`` times its best."""
     factor = (end_lr / start_lr) ** (1 / max(1, steps - 1))
     for group in optimizer.param_groups:
         group["lr"] = start_lr
-
-    lrs, raw, smooth = [], [], []
+    curve = RangeCurve()
     best, average, epoch = math.inf, 0.0, 0
     batches = iter(loader)
     model.train()
@@ -101,7 +177,7 @@ def lr_range_test(
             batch = next(batches)
         except StopIteration:
             epoch += 1
-            dataset.set_epoch(epoch)
+            loader.dataset.set_epoch(epoch)
             batches = iter(loader)
             batch = next(batches)
         lr = start_lr * factor**step
@@ -114,33 +190,32 @@ def lr_range_test(
         value = float(loss.detach())
         average = smoothing * average + (1 - smoothing) * value
         smoothed = average / (1 - smoothing ** (step + 1))  # bias-corrected
-        lrs.append(lr)
-        raw.append(value)
-        smooth.append(smoothed)
+        curve.lrs.append(lr)
+        curve.raw.append(value)
+        curve.smooth.append(smoothed)
         if not math.isfinite(value) or smoothed > diverge * best:
             break
         best = min(best, smoothed)
+    return curve
 
-    # The steepest descent before the divergence (the last points are the blow-up).
+
+def _suggestion(curve: RangeCurve) -> float:
+    """Step 3: the steepest descent of the smoothed loss, leaving out the last point (the
+    blow-up) when there are more than 3; the first rate when there are fewer than 3 points."""
+    lrs = curve.lrs
     keep = max(3, len(lrs) - 1) if len(lrs) > 3 else len(lrs)
-    suggestion = suggest_lr(np.array(lrs[:keep]), np.array(smooth[:keep])) if keep >= 3 else lrs[0]
-    run_dir = new_run_dir(paths.runs_dir(), f"lr-find_{cfg.run.name}")
-    save_config(cfg, run_dir / "config.yaml")
-    result = {
-        "suggested_lr": suggestion,
-        "start_lr": start_lr,
-        "end_lr": end_lr,
-        "steps": len(lrs),
-        "diverge": diverge,
-        "lr": lrs,
-        "loss": raw,
-        "smoothed_loss": smooth,
-    }
-    atomic_write_text(run_dir / "lr_find.json", json.dumps(result, indent=2) + "\n")
+    if keep < 3:
+        return lrs[0]
+    return suggest_lr(np.array(lrs[:keep]), np.array(curve.smooth[:keep]))
+
+
+def _plot(curve: RangeCurve, suggestion: float) -> bytes:
+    """Step 4's figure: loss and smoothed loss against the learning rate (log scale), with the
+    suggestion marked; PNG bytes."""
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()
-    ax.plot(lrs, raw, alpha=0.3, label="loss")
-    ax.plot(lrs, smooth, label="smoothed loss")
+    ax.plot(curve.lrs, curve.raw, alpha=0.3, label="loss")
+    ax.plot(curve.lrs, curve.smooth, label="smoothed loss")
     ax.axvline(suggestion, color="C3", linestyle="--", label=f"suggested lr {suggestion:.2e}")
     ax.set(
         xscale="log",
@@ -150,13 +225,6 @@ def lr_range_test(
     )
     ax.legend()
     ax.grid(alpha=0.3)
-    import io
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    atomic_write_bytes(run_dir / "lr_find.png", buffer.getvalue())
-    if not quiet:
-        print(
-            f"suggested learning rate {suggestion:.3g} (steepest descent); plot {run_dir / 'lr_find.png'}"
-        )
-    return run_dir
+    return buffer.getvalue()

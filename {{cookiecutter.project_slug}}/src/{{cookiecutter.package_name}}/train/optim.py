@@ -1,4 +1,4 @@
-"""Optimisers and learning-rate schedules, chosen by ``train.optimizer`` and ``train.schedule``.
+"""Optimizers and learning-rate schedules, chosen by ``train.optimizer`` and ``train.schedule``.
 
 The schedule is one ``LambdaLR`` stepped once per epoch: a linear warm-up over
 ``warmup_epochs``, then constant, exponential (``gamma ** t``), step (``gamma ** (t // step_size)``)

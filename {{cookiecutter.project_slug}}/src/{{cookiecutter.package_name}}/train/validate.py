@@ -1,33 +1,24 @@
 """Validation on the whole validation set, every epoch.
 
-Metrics come from the project's own implementations (``evaluate/``) over all validation cases,
-never averaged over batches: segmentation runs each whole image through the network (sliding
-windows of the training patch size) and averages the per-case Dice; classification collects the
-probabilities of every case and computes accuracy, balanced accuracy and AUROC once.
+Metrics are those of the metric registry (:mod:`..metrics.registry`), computed over all
+validation cases, never averaged over batches: segmentation runs each whole image through the
+network (sliding windows of the training patch size) and averages the per-case values;
+classification collects the probabilities of every case and computes each metric once. A metric
+registered there is a ``val_<name>`` column of ``metrics.csv`` without any change here.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from monai.inferers import sliding_window_inference
 from torch import nn
 
 from ..config import Config
 from ..data.dataset import MedicalDataset
-from ..evaluate.classification_metrics import classification_metrics
-from ..evaluate.segmentation_metrics import nanmean, segmentation_metrics
-
-
-def predict_logits(
-    model: nn.Module, image: torch.Tensor, patch: tuple[int, ...] | None
-) -> torch.Tensor:
-    """Logits for one whole image ``(1, C, *S)``: sliding windows when it exceeds the patch."""
-    if patch is None or all(s <= p for s, p in zip(image.shape[2:], patch, strict=True)):
-        return model(image)
-    return sliding_window_inference(
-        image, roi_size=patch, sw_batch_size=2, predictor=model, overlap=0.25, mode="gaussian"
-    )
+from ..metrics.classification import positive_index
+from ..metrics.registry import classification_set, registered, segmentation_case
+from ..metrics.segmentation import nanmean
+from ..models.sliding_window import predict_logits
 
 
 @torch.no_grad()
@@ -46,13 +37,14 @@ def validate(
     try:
         if cfg.task == "segmentation":
             return _segmentation(model, dataset, loss_fn, cfg, device, num_classes)
-        return _classification(model, dataset, loss_fn, device, classes or [])
+        return _classification(model, dataset, loss_fn, cfg, device, classes or [])
     finally:
         model.train(was_training)
 
 
 def _segmentation(model, dataset, loss_fn, cfg, device, num_classes) -> dict[str, float]:
-    losses, dice = [], []
+    metrics = registered("segmentation")
+    losses, per_case = [], []
     patch = tuple(cfg.data.patch_size)
     for index in range(len(dataset)):
         item = dataset[index]
@@ -62,14 +54,18 @@ def _segmentation(model, dataset, loss_fn, cfg, device, num_classes) -> dict[str
         losses.append(float(loss_fn(logits, truth)))
         pred = logits.argmax(1)[0].cpu().numpy()
         spacing = dataset.geometry(index)["spacing"]
-        scores = segmentation_metrics(
-            pred, truth[0].cpu().numpy(), spacing, classes=tuple(range(1, num_classes))
+        per_case.append(
+            segmentation_case(
+                pred, truth[0].cpu().numpy(), spacing, tuple(range(1, num_classes)), metrics
+            )
         )
-        dice.append(scores["dice"])
-    return {"val_loss": float(np.mean(losses)), "val_dice": nanmean(dice)}
+    result = {"val_loss": float(np.mean(losses))}
+    for metric in metrics:
+        result[metric.column] = nanmean([case[metric.name] for case in per_case])
+    return result
 
 
-def _classification(model, dataset, loss_fn, device, classes) -> dict[str, float]:
+def _classification(model, dataset, loss_fn, cfg, device, classes) -> dict[str, float]:
     loader = torch.utils.data.DataLoader(dataset, batch_size=8, shuffle=False)
     labels, probabilities, losses, sizes = [], [], [], []
     for batch in loader:
@@ -79,10 +75,10 @@ def _classification(model, dataset, loss_fn, device, classes) -> dict[str, float
         sizes.append(len(target))
         probabilities.append(torch.softmax(logits, 1).cpu().numpy())
         labels.append(target.cpu().numpy())
-    scores = classification_metrics(np.concatenate(labels), np.concatenate(probabilities), classes)
+    # Two classes: the configured positive class (data.positive_class), else class 1.
+    positive = positive_index(classes, cfg.data.positive_class) if len(classes) == 2 else 1
+    scores = classification_set(np.concatenate(labels), np.concatenate(probabilities), positive)
     return {
         "val_loss": float(np.average(losses, weights=sizes)),
-        "val_accuracy": float(scores["accuracy"]),
-        "val_balanced_accuracy": float(scores["balanced_accuracy"]),
-        "val_auroc": float(scores["auroc"]),
+        **{f"val_{name}": value for name, value in scores.items()},
     }

@@ -1,1 +1,1 @@
-"""Visualisation: plots of data, training curves and interpretability maps."""
+"""Visualization: plots of data, training curves and interpretability maps."""

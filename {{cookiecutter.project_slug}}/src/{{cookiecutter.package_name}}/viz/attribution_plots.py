@@ -20,14 +20,14 @@ from matplotlib.lines import Line2D
 
 from .data_plots import _window, save_figure
 
-REGION_COLOUR = "#34c759"
+REGION_COLOR = "#34c759"
 SHOWN_FROM = 0.05  # attributions below this share of the maximum stay transparent
 VIEWS_3D = (("axial", 2), ("coronal", 1), ("sagittal", 0))  # (name, axis held fixed)
 AXIS_NAMES = ("X", "Y", "Z")
 
 
 def strongest_voxel(attribution: np.ndarray) -> tuple[int, ...]:
-    """The index of the largest absolute attribution (the image centre if all are zero)."""
+    """The index of the largest absolute attribution (the image center if all are zero)."""
     values = np.nan_to_num(np.abs(np.asarray(attribution, dtype=np.float64)))
     if not values.any():
         return tuple(n // 2 for n in values.shape)
@@ -35,15 +35,15 @@ def strongest_voxel(attribution: np.ndarray) -> tuple[int, ...]:
 
 
 def _planes(
-    array: np.ndarray, centre: Sequence[int], spacing: Sequence[float]
+    array: np.ndarray, center: Sequence[int], spacing: Sequence[float]
 ) -> list[tuple[str, np.ndarray, float, tuple[str, str]]]:
-    """``[(view, plane, aspect, (column axis, row axis))]`` through ``centre``."""
+    """``[(view, plane, aspect, (column axis, row axis))]`` through ``center``."""
     if array.ndim == 2:
         return [("image", array, float(spacing[1]) / float(spacing[0]), ("X", "Y"))]
     planes = []
     for name, axis in VIEWS_3D:
         kept = [a for a in range(3) if a != axis]
-        plane = np.take(array, int(centre[axis]), axis=axis)
+        plane = np.take(array, int(center[axis]), axis=axis)
         aspect = float(spacing[kept[1]]) / float(spacing[kept[0]])
         planes.append((name, plane, aspect, (AXIS_NAMES[kept[0]], AXIS_NAMES[kept[1]])))
     return planes
@@ -71,7 +71,7 @@ def plot_attribution(
         spacing: voxel size in mm per axis (pixel aspect ratio); isotropic when ``None``.
         signed: draw positive and negative values in a diverging map (occlusion) rather than
             magnitudes.
-        units: the colour bar's label.
+        units: the color bar's label.
 
     Returns:
         ``path``.
@@ -83,13 +83,13 @@ def plot_attribution(
     if region is not None and np.asarray(region).shape != image.shape:
         raise ValueError(f"region {np.asarray(region).shape} does not match image {image.shape}")
     spacing = tuple(spacing) if spacing is not None else (1.0,) * image.ndim
-    centre = strongest_voxel(attribution)
+    center = strongest_voxel(attribution)
     scale = float(np.abs(attribution).max()) or 1.0
     shown = attribution / scale
     low, high = _window(image)
-    views = _planes(image, centre, spacing)
-    maps = _planes(shown, centre, spacing)
-    outlines = _planes(np.asarray(region) > 0, centre, spacing) if region is not None else None
+    views = _planes(image, center, spacing)
+    maps = _planes(shown, center, spacing)
+    outlines = _planes(np.asarray(region) > 0, center, spacing) if region is not None else None
     if image.ndim == 2:
         fig = Figure(figsize=(8.4, 4.4))
         axes = np.array(fig.subplots(1, 2)).reshape(2, 1)
@@ -117,7 +117,7 @@ def plot_attribution(
                 mask = outlines[v][1]
                 if mask.any() and not mask.all():
                     axis.contour(
-                        mask.T.astype(float), levels=[0.5], colors=[REGION_COLOUR], linewidths=1.2
+                        mask.T.astype(float), levels=[0.5], colors=[REGION_COLOR], linewidths=1.2
                     )
             axis.set_xticks([])
             axis.set_yticks([])
@@ -129,7 +129,7 @@ def plot_attribution(
         bar = fig.colorbar(picture, ax=axes.ravel().tolist(), shrink=0.8)
         bar.set_label(f"{units}; max {scale:.3g}", fontsize=8)
     if region is not None:
-        handle = Line2D([0], [0], color=REGION_COLOUR, lw=2, label="labelled region")
+        handle = Line2D([0], [0], color=REGION_COLOR, lw=2, label="labelled region")
         fig.legend(handles=[handle], loc="lower left", frameon=False, fontsize=8)
     fig.suptitle(title, fontsize=10)
     return save_figure(fig, path)
@@ -160,7 +160,7 @@ def plot_tcav(results: Sequence[Mapping[str, Any]], path: str | Path, *, title: 
     width = 0.36
     rng = np.random.default_rng(0)  # jitter of the dots only
     for i, result in enumerate(results):
-        for offset, key, colour, label in (
+        for offset, key, color, label in (
             (-width / 2, "tcav", "#0a84ff", "concept"),
             (width / 2, "random_tcav", "#8e8e93", "random sets"),
         ):
@@ -170,7 +170,7 @@ def plot_tcav(results: Sequence[Mapping[str, Any]], path: str | Path, *, title: 
                 mean,
                 width,
                 yerr=std,
-                color=colour,
+                color=color,
                 capsize=3,
                 label=label if i == 0 else None,
                 alpha=0.85,

@@ -27,7 +27,7 @@ from PIL import ImageDraw, ImageFont
 from ..utils.io import atomic_write_bytes
 
 DPI = 100
-LABEL_COLOURS = (  # (name in the legend, RGB) per label value > 0, in turn
+LABEL_COLORS = (  # (name in the legend, RGB) per label value > 0, in turn
     ("red", "#ff3b30"),
     ("green", "#34c759"),
     ("yellow", "#ffcc00"),
@@ -36,7 +36,7 @@ LABEL_COLOURS = (  # (name in the legend, RGB) per label value > 0, in turn
     ("blue", "#5ac8fa"),
     ("pink", "#ff2d55"),
 )
-RATER_COLOUR = "#00e5ff"
+RATER_COLOR = "#00e5ff"
 MONTAGE_SLICES = 4
 LABELLED_CASES = 20  # plots name each case up to this many cases
 
@@ -354,8 +354,8 @@ def _window(array: np.ndarray) -> tuple[float, float]:
     return float(low), float(high if high > low else low + 1)
 
 
-def _hex_rgb(colour: str) -> np.ndarray:
-    return np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)], dtype=np.uint8)
+def _hex_rgb(color: str) -> np.ndarray:
+    return np.array([int(color[i : i + 2], 16) for i in (1, 3, 5)], dtype=np.uint8)
 
 
 def _edges(region: np.ndarray) -> np.ndarray:
@@ -377,7 +377,7 @@ def _tile(
     """One slice as an RGB ``(rows, columns, 3)`` uint8 picture, outlines drawn on it.
 
     ``plane`` is ``(X, Y)``; the picture is its transpose (rows are Y), each voxel drawn as
-    ``zoom = (x, y)`` pixels; ``labels`` are ``(bool plane, colour, dashed)`` outlines.
+    ``zoom = (x, y)`` pixels; ``labels`` are ``(bool plane, color, dashed)`` outlines.
     """
     low, high = window
     grey = np.clip(np.nan_to_num((plane.T.astype(np.float32) - low) / (high - low)), 0, 1)
@@ -385,12 +385,12 @@ def _tile(
     rgb = np.repeat(grey[:, :, None], 3, axis=2)
     rows, cols = np.indices(grey.shape)
     dashes = ((rows + cols) // 4) % 2 == 0
-    for region, colour, dashed in labels:
+    for region, color, dashed in labels:
         big = np.repeat(np.repeat(region.T, zoom[1], 0), zoom[0], 1)
         edge = _edges(big)
         if dashed:
             edge &= dashes
-        rgb[edge] = _hex_rgb(colour)
+        rgb[edge] = _hex_rgb(color)
     return rgb
 
 
@@ -423,12 +423,12 @@ def plot_montage(
         array: the image, ``(X, Y)`` or ``(X, Y, Z)``; drawn as ``array.T`` (rows are Y) in grey
             between its 1st and 99th percentile.
         path: the ``.png`` to write.
-        mask: the label, same shape; each value > 0 is outlined in its own colour.
+        mask: the label, same shape; each value > 0 is outlined in its own color.
         others: more annotators' masks (name -> array of the same shape), their foreground
             outlined in dashed cyan, so disagreements show.
         spacing: voxel size in mm per axis; sets the pixel aspect ratio (square when ``None``).
         title: first line above the slices (e.g. the case id and class).
-        note: more text for the second line, after the colour legend of the outlines (e.g.
+        note: more text for the second line, after the color legend of the outlines (e.g.
             what other annotators said).
         slices: how many Z slices of a volume to show (see :func:`montage_slices`).
         size: about how many pixels the larger side of a slice gets (never below 1 per voxel).
@@ -461,14 +461,12 @@ def plot_montage(
             return a if k is None else a[:, :, k]
 
         outlines = [
-            (cut(mask_arr) == value, LABEL_COLOURS[i % len(LABEL_COLOURS)][1], False)
+            (cut(mask_arr) == value, LABEL_COLORS[i % len(LABEL_COLORS)][1], False)
             for i, value in enumerate(classes)
         ]
-        outlines += [(cut(np.asarray(o)) > 0, RATER_COLOUR, True) for o in (others or {}).values()]
+        outlines += [(cut(np.asarray(o)) > 0, RATER_COLOR, True) for o in (others or {}).values()]
         tiles.append(_tile(cut(array), outlines, window, zoom))
-    legend = [
-        f"class {v}: {LABEL_COLOURS[i % len(LABEL_COLOURS)][0]}" for i, v in enumerate(classes)
-    ]
+    legend = [f"class {v}: {LABEL_COLORS[i % len(LABEL_COLORS)][0]}" for i, v in enumerate(classes)]
     if mask is not None and not classes:
         legend.append("empty mask")
     if others:
@@ -519,8 +517,8 @@ def _write_picture(
     draw.text((4, 20), legend, fill="black", font=_font(11))
     for i, caption in enumerate(captions):
         if caption:
-            centre = (i * (width + gap) + width // 2, header + height + 2)
-            draw.text(centre, caption, fill="black", font=_font(11), anchor="mt")
+            center = (i * (width + gap) + width // 2, header + height + 2)
+            draw.text(center, caption, fill="black", font=_font(11), anchor="mt")
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG", compress_level=3)
     return atomic_write_bytes(path, buffer.getvalue())

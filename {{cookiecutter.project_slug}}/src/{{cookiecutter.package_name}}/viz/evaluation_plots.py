@@ -3,7 +3,7 @@
 Like :mod:`.data_plots`, every function draws one PNG with matplotlib's object-oriented API (no
 window, no global state) and writes it atomically. Arrays are ``(X, Y)`` or ``(X, Y, Z)``;
 slices are drawn transposed (image rows are Y) with the pixel aspect ratio of the voxel spacing.
-A 3D case is shown as three orthogonal slices through a point of interest (the centre of the
+A 3D case is shown as three orthogonal slices through a point of interest (the center of the
 structure), so one row shows where a prediction and the truth differ in every direction.
 """
 
@@ -18,12 +18,12 @@ from matplotlib.lines import Line2D
 
 from .data_plots import _window, save_figure
 
-OUTLINE_COLOURS = ("#34c759", "#ff3b30", "#00e5ff", "#ffcc00", "#af52de")
+OUTLINE_COLORS = ("#34c759", "#ff3b30", "#00e5ff", "#ffcc00", "#af52de")
 VIEWS_3D = (("axial", 2), ("coronal", 1), ("sagittal", 0))  # (name, axis held fixed)
 
 
-def centre_of(masks: Sequence[np.ndarray | None], shape: Sequence[int]) -> tuple[int, ...]:
-    """The voxel to slice through: the centre of mass of the first mask with foreground, or the
+def center_of(masks: Sequence[np.ndarray | None], shape: Sequence[int]) -> tuple[int, ...]:
+    """The voxel to slice through: the center of mass of the first mask with foreground, or the
     middle of the image."""
     for mask in masks:
         if mask is not None and np.any(mask):
@@ -33,9 +33,9 @@ def centre_of(masks: Sequence[np.ndarray | None], shape: Sequence[int]) -> tuple
 
 
 def orthogonal_slices(
-    array: np.ndarray, centre: Sequence[int], spacing: Sequence[float]
+    array: np.ndarray, center: Sequence[int], spacing: Sequence[float]
 ) -> list[tuple[str, np.ndarray, float]]:
-    """The planes through ``centre``: ``[(view, plane (A, B), aspect)]``.
+    """The planes through ``center``: ``[(view, plane (A, B), aspect)]``.
 
     A 2D array gives itself (``"image"``); a 3D array its axial, coronal and sagittal planes.
     ``aspect`` is the displayed height/width of a pixel (row spacing / column spacing).
@@ -46,7 +46,7 @@ def orthogonal_slices(
         raise ValueError(f"expected a 2D or 3D array, got shape {array.shape}")
     views = []
     for name, axis in VIEWS_3D:
-        plane = np.take(array, int(centre[axis]), axis=axis)
+        plane = np.take(array, int(center[axis]), axis=axis)
         kept = [a for a in range(3) if a != axis]
         views.append((name, plane, float(spacing[kept[1]]) / float(spacing[kept[0]])))
     return views
@@ -57,7 +57,7 @@ def plot_case_rows(
     path: str | Path,
     title: str,
 ) -> Path:
-    """One row per case: its image slices with each mask outlined in its own colour.
+    """One row per case: its image slices with each mask outlined in its own color.
 
     Args:
         rows: per case ``{"title": str, "image": array, "spacing": (mm, ...),
@@ -78,23 +78,23 @@ def plot_case_rows(
         image = np.asarray(row["image"], dtype=np.float32)
         masks = {k: v for k, v in dict(row["masks"]).items() if v is not None}  # type: ignore[arg-type]
         spacing = tuple(row.get("spacing") or (1.0,) * image.ndim)  # type: ignore[arg-type]
-        centre = centre_of(list(masks.values()), image.shape)
+        center = center_of(list(masks.values()), image.shape)
         low, high = _window(image)
-        planes = orthogonal_slices(image, centre, spacing)
+        planes = orthogonal_slices(image, center, spacing)
         mask_planes = {
-            name: orthogonal_slices(np.asarray(mask) > 0, centre, spacing)
+            name: orthogonal_slices(np.asarray(mask) > 0, center, spacing)
             for name, mask in masks.items()
         }
         for v, (view, plane, aspect) in enumerate(planes):
             axis = axes[r, v]
             axis.imshow(plane.T, cmap="gray", vmin=low, vmax=high, aspect=aspect)
             for m, (name, views) in enumerate(mask_planes.items()):
-                colour = OUTLINE_COLOURS[m % len(OUTLINE_COLOURS)]
-                legend[name] = colour
+                color = OUTLINE_COLORS[m % len(OUTLINE_COLORS)]
+                legend[name] = color
                 region = views[v][1]
                 if region.any() and not region.all():
                     axis.contour(
-                        region.T.astype(float), levels=[0.5], colors=[colour], linewidths=1.2
+                        region.T.astype(float), levels=[0.5], colors=[color], linewidths=1.2
                     )
             axis.set_xticks([])
             axis.set_yticks([])

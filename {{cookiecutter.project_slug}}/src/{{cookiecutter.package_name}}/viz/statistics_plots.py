@@ -21,7 +21,7 @@ def plot_reliability(
     """Observed frequency against mean predicted probability per bin, with the diagonal.
 
     Args:
-        bins: :func:`..evaluate.calibration.reliability_bins`'s result (``edges``, ``count``,
+        bins: :func:`..metrics.calibration.reliability_bins`'s result (``edges``, ``count``,
             ``predicted``, ``observed``).
         path: the PNG to write.
         title: the figure's title.
@@ -86,8 +86,8 @@ def plot_paired(
     fig = Figure(figsize=(4.8, 4.8))
     axis = fig.subplots()
     for x, y in zip(a, b, strict=True):
-        colour = "#34c759" if y > x else "#ff3b30" if y < x else "#8e8e93"
-        axis.plot([0, 1], [x, y], color=colour, alpha=0.6, marker="o", markersize=3)
+        color = "#34c759" if y > x else "#ff3b30" if y < x else "#8e8e93"
+        axis.plot([0, 1], [x, y], color=color, alpha=0.6, marker="o", markersize=3)
     axis.plot([0, 1], [np.nanmean(a), np.nanmean(b)], color="black", linewidth=2.5, label="mean")
     axis.set_xticks([0, 1], labels=list(labels))
     axis.set_xlim(-0.3, 1.3)

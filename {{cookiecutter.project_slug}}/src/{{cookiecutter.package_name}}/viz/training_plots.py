@@ -4,7 +4,7 @@
 - ``metrics.png``: every validation metric per epoch;
 - ``lr.png``: the learning rate per epoch;
 - ``activations.png``: mean and standard deviation of each layer's output, one line per epoch
-  (with a good initialisation the std stays of one order from the first layer to the last;
+  (with a good initialization the std stays of one order from the first layer to the last;
   a steady shrink or growth means vanishing or exploding signals);
 - ``gradient_norms.png``: each layer's gradient norm, averaged over the epoch's steps (the
   values to choose a clipping threshold from).

@@ -1,2 +1,2 @@
-"""The experiment workflow: the demo pipeline, the runs table, hyper-parameter sweeps and
-ablations (one module each)."""
+"""The experiment workflow: the demo pipeline, hyper-parameter sweeps and ablations (one module
+each; the runs table is ``runs/table.py``)."""

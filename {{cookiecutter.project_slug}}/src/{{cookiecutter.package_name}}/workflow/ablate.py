@@ -1,6 +1,6 @@
 """``ablate``: the baseline and each change alone, one training run each, in one table.
 
-The recipe of the README's regularisation step: change one thing at a time and keep it only if
+The recipe of the README's regularization step: change one thing at a time and keep it only if
 validation improves. ``ablate train.epochs=30 --try model.dropout=0.2 --try train.weight_decay=1e-4``
 trains ``ablate-baseline`` (the config and the overrides) and one run per ``--try`` (the baseline
 plus that change alone, named ``ablate-<key>-<value>``), then tabulates the best monitored
@@ -33,11 +33,11 @@ from .. import paths
 from ..config import load_config, monitored_metric, to_dict
 from ..evaluate.compare import ALPHA, DEFAULT_METRIC, higher_is_better, holm, paired_runs, too_few
 from ..evaluate.evaluation import evaluate_run
+from ..runs.folder import best_metric, new_run_folder, read_metrics, relative_path, run_folders
 from ..train.loop import train
 from ..utils.errors import ConfigError, ProjectError
 from ..utils.io import atomic_write_csv, atomic_write_text
-from .runs import best_metric, new_run_folder, read_metrics, relative_path, run_folders
-from .table import markdown_table, text_table
+from ..utils.table import markdown_table, text_table
 
 FIXED = {
     "run.name": "ablate names the runs itself",

@@ -6,8 +6,9 @@ It runs what a student would run by hand, in order, with the same functions as t
    second annotator) into ``data.root``;
 2. ``inspect``: the dataset report;
 3. ``split``: duplicates out, then a test set and five folds grouped by patient;
-4. ``train``: one fold with :data:`DEMO_SETTINGS` (a smaller, faster network and more steps at
-   a higher learning rate than ``configs/default.yaml``; see them with ``demo --help``);
+4. ``train``: one fold with the preset ``configs/experiments/demo.yaml`` (a smaller, faster
+   network and more steps at a higher learning rate than ``configs/default.yaml``; see them with
+   ``demo --help``), recorded as ``experiment: demo`` in the run's ``config.yaml``;
 5. ``evaluate``: the validation and test sets, with bootstrap intervals, and the model card;
 6. ``explain``: Grad-CAM on two validation cases, then the model card again with its finding.
 
@@ -25,39 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from .. import paths
-from ..config import Config, load_config, monitored_metric
-from .runs import best_epoch
+from ..config import data_root, load_config, monitored_metric, preset_overrides
+from ..runs.folder import best_epoch
 
-# Settings that make the demo finish in minutes on two CPU cores, chosen by measuring there
-# (``benchmarks/demo_quality.py`` prints the time and test metric against the targets):
-# - segmentation: a smaller U-Net, a higher learning rate with a cosine decay;
-# - 3D classification: whole volumes resampled to 1.6 x 1.6 x 2.5 mm (32 x 32 x 32 voxels; the
-#   nodules stay several voxels wide), a small network (3 stages of width 8) with batch norm over
-#   batches of 8, no augmentation (in 20 epochs it only slowed learning down);
-# - 2D classification: the radiographs at full size with augmentation (without it the network
-#   memorised the training images and stayed at chance on validation).
+# The demo's settings are the preset configs/experiments/demo.yaml (why each, in the file).
+DEMO_PRESET = "demo"
 # More synthetic cases than the default 40 for classification, so that validation and test hold
 # 40+ cases each and an AUROC moves in small steps (best.pt is not picked on noise).
-_FAST = ["train.lr=0.003", "train.schedule=cosine", "train.patience=0"]
-_SMALL_UNET = ["model.width=8", "model.depth=3"]
-_CLASSIFY = ["train.lr=0.001", "train.schedule=cosine", "train.patience=0"]
-DEMO_SETTINGS: dict[str, dict[int, list[str]]] = {
-    "segmentation": {
-        3: [*_FAST, *_SMALL_UNET, "data.patch_size=[32, 32, 32]", "train.epochs=60"],
-        2: [*_FAST, *_SMALL_UNET, "train.epochs=40"],
-    },
-    "classification": {
-        3: [
-            *_CLASSIFY,
-            "model.width=8",
-            "model.depth=3",
-            "data.target_spacing=[1.6, 1.6, 2.5]",
-            "data.augment=false",
-            "train.epochs=20",
-        ],
-        2: [*_CLASSIFY, "data.augment=true", "train.epochs=40"],
-    },
-}
 # Synthetic cases per (task, spatial_dims); None: dummy-data's default.
 DEMO_CASES = {
     ("segmentation", 3): None,
@@ -99,9 +74,18 @@ class DemoResult:
         return "\n".join(lines)
 
 
-def demo_settings(cfg: Config) -> list[str]:
-    """The demo's overrides for the configured task and dimensions."""
-    return list(DEMO_SETTINGS[cfg.task][cfg.spatial_dims])
+def demo_settings() -> list[str]:
+    """The demo's settings, ``configs/experiments/demo.yaml``, as ``key=value`` overrides.
+
+    The preset is made for this project's task and dimensions when the template renders it.
+
+    Returns:
+        The overrides in file order, e.g. ``["train.lr=0.003", "train.schedule=cosine", ...]``.
+
+    Raises:
+        ConfigError: the project has no such preset.
+    """
+    return preset_overrides(DEMO_PRESET)
 
 
 def demo(
@@ -114,7 +98,7 @@ def demo(
     """Run the whole pipeline on the synthetic dataset (module docstring).
 
     Args:
-        overrides: ``key=value`` settings applied after :data:`DEMO_SETTINGS`.
+        overrides: ``key=value`` settings applied after the preset ``demo``.
         config: a YAML file of defaults instead of ``configs/default.yaml``.
         quiet: no progress bars.
         echo: where the step headers go.
@@ -123,17 +107,17 @@ def demo(
         ProjectError: ``data.root`` holds data that ``dummy-data`` did not make, or any step's
             own errors.
     """
-    from ..data.dummy import generate_dataset
-    from ..data.inspection import inspect_dataset
+    from ..data.inspect import inspect_dataset
     from ..data.split import make_splits
+    from ..data.synthetic.dummy import generate_dataset
     from ..evaluate.evaluation import evaluate_run
     from ..evaluate.model_card import write_model_card
     from ..explain.runner import explain
     from ..train.loop import train
 
-    base = load_config(overrides, config)  # checks the user's keys before anything runs
-    cfg = load_config([*demo_settings(base), *overrides], config)
-    root = paths.resolve(cfg.data.root)
+    # The preset, then the user's overrides; their keys are checked before anything runs.
+    cfg = load_config([f"experiment={DEMO_PRESET}", *overrides], config)
+    root = data_root(cfg)
     seconds: dict[str, float] = {}
 
     def step(name: str, text: str, work: Callable[[], Any]) -> Any:
@@ -167,7 +151,7 @@ def demo(
     )
     run_dir = step(
         "train",
-        f"fold {cfg.data.fold}, {cfg.train.epochs} epochs ({' '.join(demo_settings(base))})",
+        f"fold {cfg.data.fold}, {cfg.train.epochs} epochs ({' '.join(demo_settings())})",
         lambda: train(cfg, note="demo", quiet=quiet),
     )
     evaluations = step(

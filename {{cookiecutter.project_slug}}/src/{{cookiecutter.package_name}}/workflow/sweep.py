@@ -2,7 +2,7 @@
 
 Each trial trains one run (``runs/<date>_<study>-t<number>/``) with the trial's values on top of
 the config and the command's overrides; its value is the run's best monitored validation metric
-(``config.monitored_metric``: maximised, or minimised for ``val_loss``). A trial that fails (a NaN
+(``config.monitored_metric``: maximized, or minimized for ``val_loss``). A trial that fails (a NaN
 loss, an invalid combination of values, CUDA out of memory) is recorded as failed, with its error,
 and the search goes on.
 
@@ -39,13 +39,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .. import paths
 from ..config import load_config, monitored_metric
+from ..runs.folder import best_metric, new_run_folder, relative_path, run_folders
 from ..train.loop import train
 from ..utils.errors import ProjectError
 from ..utils.io import atomic_write_csv
+from ..utils.table import text_table
 from ..viz.sweep_plots import plot_sweep
-from .runs import best_metric, new_run_folder, relative_path, run_folders
 from .space import Param, as_override, grid_points, load_space
-from .table import text_table
 
 METHODS = ("grid", "random", "tpe")
 DEFAULT_TRIALS = 10  # random and tpe: trials per invocation

@@ -1,6 +1,6 @@
 """Segmentation metrics in physical units: overlap, boundary, voxel-wise and lesion-wise.
 
-Per class: Dice, IoU, HD95, ASSD, normalised surface Dice (NSD), voxel-level sensitivity and
+Per class: Dice, IoU, HD95, ASSD, normalized surface Dice (NSD), voxel-level sensitivity and
 specificity, and lesion-wise detection counts; and their means over the classes.
 
 Conventions (the project's spec; the tests check them against MONAI and hand-worked cases):
@@ -20,7 +20,7 @@ Conventions (the project's spec; the tests check them against MONAI and hand-wor
   the 95th percentile of both directions pooled (medpy's convention, which gives other values).
 - ASSD is the mean of all surface distances of both directions together:
   ``(sum d(A->B) + sum d(B->A)) / (|surface A| + |surface B|)``.
-- NSD (normalised surface Dice, Nikolov et al. 2021; recommended beside Dice by Metrics Reloaded)
+- NSD (normalized surface Dice, Nikolov et al. 2021; recommended beside Dice by Metrics Reloaded)
   at a tolerance ``tau`` mm is the share of both surfaces that lies within ``tau`` of the other:
   ``(|{a: d(a, B) <= tau}| + |{b: d(b, A) <= tau}|) / (|surface A| + |surface B|)``, as MONAI's
   ``compute_surface_dice`` (without sub-voxel areas).
@@ -295,7 +295,7 @@ def assd(pred: np.ndarray, truth: np.ndarray, spacing: float | Sequence[float]) 
 def normalized_surface_dice(
     pred: np.ndarray, truth: np.ndarray, spacing: float | Sequence[float], tolerance: float
 ) -> float:
-    """Normalised surface Dice: the share of both surfaces within ``tolerance`` mm of the other.
+    """Normalized surface Dice: the share of both surfaces within ``tolerance`` mm of the other.
 
     Args:
         pred: predicted mask, 2D or 3D; non-zero voxels are foreground.

@@ -1,9 +1,9 @@
 """Synthetic anatomy for the dummy dataset: CT-like volumes and slices, X-ray-like images.
 
-Shapes are defined in normalised coordinates (``-1..1`` across the field of view on every axis),
+Shapes are defined in normalized coordinates (``-1..1`` across the field of view on every axis),
 so one phantom can be sampled on any grid: a 3D volume ``(X, Y, Z)``, a 2D coronal slice
 ``(X, Z)`` through it, or a chest radiograph ``(X, Y)``. Axis directions follow the affines that
-``data/dummy.py`` writes: X runs from the patient's right to left, Y from anterior to posterior
+``data/synthetic/dummy.py`` writes: X runs from the patient's right to left, Y from anterior to posterior
 (volumes) or from head to feet (coronal slices and radiographs), Z from feet to head.
 
 CT values are Hounsfield units (air -1000, lung about -850, fat about -100, soft tissue 15..35,
@@ -33,7 +33,7 @@ XRAY_RANGE = (0, 4095)  # a 12-bit detector
 
 @dataclass(frozen=True)
 class Waves:
-    """A smooth random field: a sum of a few plane cosine waves over normalised coordinates."""
+    """A smooth random field: a sum of a few plane cosine waves over normalized coordinates."""
 
     frequencies: tuple[tuple[float, ...], ...]  # one vector (cycles per unit) per wave
     phases: tuple[float, ...]
@@ -103,7 +103,7 @@ class Finding:
 
     Attributes:
         center: in anatomy coordinates, ``(x, y, z)`` for CT, ``(x, y)`` for radiographs.
-        radii: semi-axes along the same axes (normalised units).
+        radii: semi-axes along the same axes (normalized units).
         angle: rotation in the x-y plane (radians).
         contrast: HU above the surroundings (CT) or detector units (radiograph).
         lobes: ``(order, amplitude, phase)`` radius modulations of the outline.
@@ -119,7 +119,7 @@ class Finding:
 def _finding_shape(
     finding: Finding, coords: tuple[np.ndarray, ...]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(normalised radius ``d``, outline radius at that angle) of ``finding`` on ``coords``."""
+    """(normalized radius ``d``, outline radius at that angle) of ``finding`` on ``coords``."""
     d = [c - c0 for c, c0 in zip(coords, finding.center, strict=True)]
     cos, sin = math.cos(finding.angle), math.sin(finding.angle)
     u = (cos * d[0] + sin * d[1]) / finding.radii[0]
@@ -170,7 +170,7 @@ class CTVisit:
     body_scale: tuple[float, float]  # weight gained or lost since another visit
     arms_down: bool
     lung_shift: float  # breathing: how far the diaphragm moves up or down
-    gas: tuple[tuple[tuple[float, float, float], float], ...]  # (centre, radius) of gas pockets
+    gas: tuple[tuple[tuple[float, float, float], float], ...]  # (center, radius) of gas pockets
     noise_hu: float
 
 
@@ -240,14 +240,14 @@ def sample_ct_findings(
     radius: float,
     contrast: tuple[float, float] = CT_LESION_CONTRAST_HU,
 ) -> list[Finding]:
-    """``count`` lesions centred inside the organ, semi-axes ``radius * 0.75..1.3``
+    """``count`` lesions centered inside the organ, semi-axes ``radius * 0.75..1.3``
     (times ``LESION_Z_SCALE`` along z).
 
     Args:
         rng: random generator.
         anatomy: the patient the lesions grow in.
         count: number of lesions (0 for a normal study).
-        radius: typical semi-axis in normalised units (e.g. 0.25).
+        radius: typical semi-axis in normalized units (e.g. 0.25).
         contrast: range of HU above the organ, drawn uniformly per lesion.
 
     Returns:
@@ -417,7 +417,7 @@ class XrayVisit:
 
     pose: Pose
     collimation: tuple[float, float, float, float]  # x from, x to, y from, y to (grid units)
-    marker: tuple[float, float]  # centre of the side marker (grid units)
+    marker: tuple[float, float]  # center of the side marker (grid units)
     exposure: float  # overall brightness factor
     gradient: tuple[float, float]  # heel effect across the image
     noise: float

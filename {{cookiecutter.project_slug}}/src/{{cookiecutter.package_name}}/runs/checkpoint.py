@@ -111,7 +111,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:
         if isinstance(exc, KeyError | EOFError):  # torch's reader on bytes it does not know
-            reason = "unrecognised or truncated content"
+            reason = "unrecognized or truncated content"
         else:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(

@@ -14,10 +14,7 @@ unreadable).
 
 from __future__ import annotations
 
-import csv
 import json
-import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -26,12 +23,11 @@ from typing import Any
 
 import yaml
 
-from .. import paths
 from ..config import MONITORS
 from ..utils.errors import ProjectError
-from .table import text_table
+from ..utils.table import text_table
+from .folder import FOLDER, best_of, column_mode, column_values, read_metrics
 
-FOLDER = re.compile(r"^(\d{4}-\d{2}-\d{2})_(\d{6})_(.+)$")  # runs/<date>_<time>_<name>
 TEST_METRIC = {"segmentation": "dice", "classification": "auroc"}
 NOTE_WIDTH = 40
 COLUMNS = (
@@ -74,86 +70,6 @@ class RunSummary:
     best: float | None = None
     test: dict[str, Any] | None = None  # {"metric", "value", "low", "high"}
     columns: dict[str, list[float]] = field(default_factory=dict)  # metrics.csv, by column
-
-
-def read_metrics(path: Path) -> list[dict[str, str]]:
-    """The rows of a ``metrics.csv`` (empty when the file is missing or unreadable)."""
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            return list(csv.DictReader(handle))
-    except (OSError, csv.Error, UnicodeDecodeError):
-        return []
-
-
-def column_values(rows: Sequence[dict[str, str]], column: str) -> list[float]:
-    """The values of ``column`` as floats, one per row that has a number there (NaN kept)."""
-    values = []
-    for row in rows:
-        try:
-            values.append(float(row.get(column) or ""))
-        except ValueError:
-            continue
-    return values
-
-
-def best_of(values: Iterable[float], mode: str) -> float | None:
-    """The largest (``mode="max"``) or smallest (``"min"``) finite value, ``None`` if none."""
-    if mode not in ("max", "min"):
-        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
-        return None
-    return max(finite) if mode == "max" else min(finite)
-
-
-def best_epoch(run_dir: Path, column: str, mode: str) -> tuple[float, int] | None:
-    """The best finite value of ``column`` in ``run_dir/metrics.csv`` and the first epoch that
-    reached it; ``None`` if the column has no finite value."""
-    rows = read_metrics(Path(run_dir) / "metrics.csv")
-    scored = [(v[0], row) for row in rows if (v := column_values([row], column))]
-    best = best_of((value for value, _ in scored), mode)
-    if best is None:
-        return None
-    return best, next(int(row["epoch"]) for value, row in scored if value == best)
-
-
-def best_metric(run_dir: Path, column: str, mode: str) -> float | None:
-    """The best finite value of ``column`` in ``run_dir/metrics.csv`` (``None`` if none)."""
-    return best_of(column_values(read_metrics(Path(run_dir) / "metrics.csv"), column), mode)
-
-
-def relative_path(path: Path) -> str:
-    """``path`` relative to the project root when inside it (portable), else absolute."""
-    try:
-        return Path(path).resolve().relative_to(paths.project_root().resolve()).as_posix()
-    except ValueError:
-        return str(path)
-
-
-def new_run_folder(before: set[Path], name: str) -> Path | None:
-    """The run folder of ``run.name=name`` created since ``before`` (the folders then), e.g. by
-    a training run that failed before it could return its folder; ``None`` if there is none."""
-    runs_dir = paths.runs_dir()
-    if not runs_dir.is_dir():
-        return None
-    pattern = re.compile(re.escape(name) + r"(-\d+)?")  # new_run_dir adds -2, -3 on clashes
-    new = [
-        p
-        for p in runs_dir.iterdir()
-        if p not in before and (m := FOLDER.match(p.name)) and pattern.fullmatch(m[3])
-    ]
-    return max(new, default=None)
-
-
-def run_folders() -> set[Path]:
-    """The folders under ``runs/`` now (to find the one a run creates)."""
-    runs_dir = paths.runs_dir()
-    return set(runs_dir.iterdir()) if runs_dir.is_dir() else set()
-
-
-def column_mode(column: str) -> str:
-    """``"min"`` for losses, ``"max"`` for every other metric."""
-    return "min" if "loss" in column else "max"
 
 
 def _monitor(raw: dict[str, Any]) -> tuple[str, str]:

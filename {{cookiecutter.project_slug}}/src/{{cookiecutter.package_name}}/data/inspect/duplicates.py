@@ -3,7 +3,7 @@
 A scan that appears twice (exported twice, copied under another case id) and lands in both the
 training and the test set inflates every metric. Exact duplicates have identical voxel data (a
 hash of the array, whatever the file format or name); near duplicates differ only by noise or
-small intensity changes (high correlation of normalised low-resolution thumbnails).
+small intensity changes (high correlation of normalized low-resolution thumbnails).
 
 Comparing every pair of N thumbnails grows with N squared; :func:`near_duplicates` keeps that
 practical at 10,000 cases without missing a pair (the result is exactly that of the full
@@ -25,12 +25,13 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from .io import Image, read_image
-from .manifest import Case
+from ..io import Image, read_image
+from ..manifest import Case
 
 THUMBNAIL = 16  # voxels per axis of the thumbnail compared for near duplicates
 BLOCK = 1024  # thumbnails compared against all the others at once
@@ -43,7 +44,7 @@ SLACK = 1e-4  # rounding allowance on the squared distance bound (float32 unit v
 
 @dataclass
 class Fingerprint:
-    """What is compared: the voxel hash and a normalised thumbnail of one case."""
+    """What is compared: the voxel hash and a normalized thumbnail of one case."""
 
     case_id: str
     voxel_hash: str
@@ -136,7 +137,7 @@ def near_duplicates(prints: Sequence[Fingerprint], threshold: float = 0.98) -> l
 def similar_pairs(matrix: np.ndarray, threshold: float) -> list[tuple[int, int]]:
     """All index pairs ``i < j`` with ``matrix[i] @ matrix[j] >= threshold``, in row order.
 
-    Exact for rows of norm 1 or 0 (normalised thumbnails): candidates come from a projection
+    Exact for rows of norm 1 or 0 (normalized thumbnails): candidates come from a projection
     that cannot drop a pair (see the module docstring), and are then checked in full.
 
     Args:
@@ -177,3 +178,32 @@ def similar_pairs(matrix: np.ndarray, threshold: float) -> list[tuple[int, int]]
             rows, cols = rows[keep], cols[keep]
         found += [(start + int(i), start + int(j)) for i, j in zip(rows, cols, strict=True)]
     return sorted(found)
+
+
+def duplicate_summary(
+    prints: Sequence[Fingerprint], cases: Sequence[Case], threshold: float
+) -> dict[str, Any]:
+    """Exact and near duplicate groups, and which of them span more than one patient."""
+    patient = {c.case_id: c.patient_id for c in cases}
+    exact = exact_duplicates(prints)
+    near = near_duplicates(prints, threshold)
+    across = [g for g in exact + near if len({patient[c] for c in g}) > 1]
+    return {
+        "exact": exact,
+        "near": near,
+        "near_threshold": threshold,
+        "groups_across_patients": across,
+        "cases_to_remove": sum(len(g) - 1 for g in _merge_groups(exact + near)),
+    }
+
+
+def _merge_groups(groups: Sequence[Sequence[str]]) -> list[set[str]]:
+    """Groups that share a case joined into one (a case can be in an exact and a near group)."""
+    merged: list[set[str]] = []
+    for group in groups:
+        joined = set(group)
+        for other in [m for m in merged if m & joined]:
+            joined |= other
+            merged.remove(other)
+        merged.append(joined)
+    return merged

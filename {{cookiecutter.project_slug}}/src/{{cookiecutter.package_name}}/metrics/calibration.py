@@ -10,12 +10,12 @@
   how often that top class is right. A perfectly calibrated model has an ECE near 0 (not exactly:
   finite bins and cases leave a small positive bias).
 - **Threshold.** A binary decision threshold on the positive class's probability is chosen on
-  the validation cases, by Youden's J (the threshold maximising sensitivity + specificity - 1), or
+  the validation cases, by Youden's J (the threshold maximizing sensitivity + specificity - 1), or
   as the highest threshold that reaches a target sensitivity (``eval.target_sensitivity``), and
   then applied unchanged to the test set: choosing it on the test set would make its
   sensitivity and specificity optimistic.
 - **Temperature scaling** (``eval.calibrate=temperature``): one scalar T > 0 fitted on the
-  validation cases by minimising the negative log-likelihood of ``softmax(log p / T)``; it changes
+  validation cases by minimizing the negative log-likelihood of ``softmax(log p / T)``; it changes
   the confidence, never the ranking or the arg-max class.
 """
 
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from .classification_metrics import paired_scores
+from .classification import paired_scores
 
 N_BINS = 10
 TEMPERATURE_RANGE = (0.05, 20.0)  # bounds of the fitted temperature
@@ -197,7 +197,7 @@ def _nll(labels: np.ndarray, probabilities: np.ndarray) -> float:
 def fit_temperature(
     labels: Sequence[int] | np.ndarray, probabilities: np.ndarray
 ) -> dict[str, float]:
-    """The temperature that minimises the negative log-likelihood on these cases.
+    """The temperature that minimizes the negative log-likelihood on these cases.
 
     Args:
         labels: true classes ``(N,)``.

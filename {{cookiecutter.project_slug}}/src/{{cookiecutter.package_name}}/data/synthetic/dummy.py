@@ -13,7 +13,7 @@ A student can train on it in minutes on a CPU and should meet the same traps as 
 - DICOM series whose ``InstanceNumber`` runs backwards or shuffled (readers must sort by
   position), and some headers that still carry a (fake) patient name and birth date.
 
-What is drawn (``data/phantoms.py``): segmentation gets CT-like volumes in Hounsfield units, or
+What is drawn (``data/synthetic/phantoms.py``): segmentation gets CT-like volumes in Hounsfield units, or
 coronal slices of them for 2D, with a lesion as the target mask; classification gets CT volumes
 (3D) or chest radiographs (2D) with or without a nodule. The answer key (which cases are
 duplicates, where the raters disagree, ...) is written to ``.dummy-data.json``, which also marks
@@ -45,24 +45,25 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from ..utils.io import atomic_write_text
-from . import phantoms
-from .duplicates import thumbnail
-from .io import read_image, read_label, write_dicom, write_nifti, write_png
-from .manifest import (
+from ...utils.io import atomic_write_text
+from ..inspect.duplicates import thumbnail
+from ..io import read_image, read_label, write_dicom, write_nifti, write_png
+from ..manifest import (
     MANIFEST,
     SPLITS,
+    SYNTHETIC_MARKER,
     Case,
     DataError,
     manifest_path,
     read_manifest,
     write_manifest,
 )
+from . import phantoms
 
 TASKS = ("segmentation", "classification")
 FORMATS = ("nifti", "dicom", "png")
 DEFAULT_CASES = 40
-MARKER = ".dummy-data.json"
+MARKER = SYNTHETIC_MARKER
 # Everything dummy-data writes into its folder; a rerun replaces these (splits.json described
 # the old data, so it goes too) and leaves anything else alone.
 OWNED = ("images", "labels", "labels_rater2", MANIFEST, SPLITS, MARKER)
@@ -422,10 +423,10 @@ def expected_lesions() -> float:
 
 
 def radius_for_fraction(fraction: float, spatial_dims: int) -> float:
-    """The lesion semi-axis (normalised) that makes masks cover ``fraction`` of the voxels.
+    """The lesion semi-axis (normalized) that makes masks cover ``fraction`` of the voxels.
 
     3D: ``E[lesions] * 4/3 pi r^3 / 8`` of the ``[-1, 1]^3`` cube; 2D (slices through a
-    lesion's centre): ``pi r^2 / 4`` of the square. Clipped to 0.03..0.45.
+    lesion's center): ``pi r^2 / 4`` of the square. Clipped to 0.03..0.45.
     """
     fraction = max(float(fraction), 1e-6)
     size = 1.025  # mean of the 0.75..1.3 scale of each semi-axis
@@ -509,7 +510,7 @@ def draw_distinct_studies(
 
     Follow-ups of a patient share the anatomy, and chance can make two scans alike; the only
     near duplicates in the dataset must be the injected ones (the answer key), so a study whose
-    thumbnail (as ``data/duplicates.py`` compares them) correlates above ``DISTINCT_BELOW`` with
+    thumbnail (as ``data/inspect/duplicates.py`` compares them) correlates above ``DISTINCT_BELOW`` with
     an earlier one is drawn again, up to ``MAX_REDRAWS`` times; so is a segmentation study
     whose lesion hides behind bone (an empty mask).
     """
@@ -569,26 +570,26 @@ def draw_study(
 
 def make_affine(spec: DatasetSpec, rng: np.random.Generator) -> np.ndarray:
     """Voxel-to-RAS affine as a scanner writes it: x and y flipped (DICOM's LPS frame), the image
-    centred left-right, table height and position varying per study.
+    centered left-right, table height and position varying per study.
 
     Volumes are axial (X: right to left, Y: front to back, Z: feet to head); 2D images are
     coronal (X: right to left, Y: head to feet) with the slice normal pointing backwards.
     """
     sp = spec.spacing
     affine = np.eye(4)
-    centre = [(n - 1) * s / 2 for n, s in zip(spec.shape, sp, strict=True)]
+    center = [(n - 1) * s / 2 for n, s in zip(spec.shape, sp, strict=True)]
     quarter = 0.25  # origins are whole quarters of a mm so that DICOM positions print exactly
     if spec.spatial_dims == 3:
         affine[:3, :3] = np.diag([-sp[0], -sp[1], sp[2]])
         origin = [
-            centre[0],
-            centre[1] + float(rng.uniform(-30, 30)),
+            center[0],
+            center[1] + float(rng.uniform(-30, 30)),
             float(rng.uniform(-450, -150)),
         ]
     else:
         thickness = 2.0
         affine[:3, :3] = [[-sp[0], 0, 0], [0, 0, -thickness], [0, -sp[1], 0]]
-        origin = [centre[0], float(rng.uniform(-20, 20)), centre[1] + float(rng.uniform(0, 200))]
+        origin = [center[0], float(rng.uniform(-20, 20)), center[1] + float(rng.uniform(0, 200))]
     affine[:3, 3] = [round(v / quarter) * quarter for v in origin]
     return affine
 
@@ -805,7 +806,7 @@ def write_study_dicom(folder: Path, spec: DatasetSpec, study: Study, position: i
 
     Every third series numbers its slices backwards and every third one (offset by one) in a
     shuffled order; every fourth patient's headers still carry a (fake) name and birth date.
-    Re-exported duplicates get new UIDs, as an anonymiser would give them.
+    Re-exported duplicates get new UIDs, as an anonymizer would give them.
     """
     rng = rng_for(spec.seed, 6, position)
     if study.kind == "original":

@@ -1,0 +1,1 @@
+"""Synthetic data: the dummy dataset generator and the phantoms it draws (no downloads)."""
