@@ -683,7 +683,93 @@ def _classification(
     positive: str | None,
     validation: tuple[np.ndarray, np.ndarray, str] | None = None,
 ) -> dict[str, Any]:
+    """Evaluate a classification run on ``dataset``: per-case rows, whole-set metrics with
+    bootstrap intervals over patients, the threshold chosen on validation, the figures."""
     names = runs[0].classes or []
+    truth, scores, rows, predicted = _classification_cases(runs, dataset, bar, names)
+    index = positive_index(names, positive) if positive is not None else None
+    extra = registered_extra("classification")
+    cfg = runs[0].cfg
+    threshold = None
+    if index is not None:
+        chosen_on = (
+            validation
+            if validation is not None
+            else (truth, scores, "validation cases of " + _fold_cases(runs[0], len(rows)))
+        )
+        threshold = _choose(chosen_on, index, float(cfg.eval.target_sensitivity))
+    cut = threshold["value"] if threshold is not None else None
+
+    def statistics(t: np.ndarray, s: np.ndarray) -> dict[str, Any]:
+        """Every whole-set metric of outcomes ``t`` and scores ``s``."""
+        values = classification_metrics(t, s, names, positive)
+        values["ece"] = expected_calibration_error(*calibration_target(t, s, index))
+        # Registered metrics see the positive class's index (class 1 when none is set).
+        values.update(classification_set(t, s, 1 if index is None else index, extra))
+        if cut is not None:
+            values.update(_threshold_metrics(t, s, index, cut))
+        return values
+
+    details = statistics(truth, scores)
+    summarized = [
+        *CLASSIFICATION_SUMMARY,
+        *(m.name for m in extra),
+        *(THRESHOLD_SUMMARY if "sensitivity_at_threshold" in details else ()),
+    ]
+    intervals = bootstrap_cis(
+        (truth, scores),
+        lambda t, s: {k: float(v) for k, v in statistics(t, s).items() if k in summarized},
+        groups=[r["patient_id"] for r in rows],
+        n=REPLICATES,
+        seed=0,
+        level=LEVEL,
+    )
+    summary = {
+        name: {"value": float(details[name]), "low": intervals[name][0], "high": intervals[name][1]}
+        for name in summarized
+    }
+    wrong = [i for i in range(len(rows)) if rows[i]["label"] != rows[i]["prediction"]]
+    wrong.sort(key=lambda i: (-float(scores[i].max()), rows[i]["case_id"]))
+    failures = [
+        {
+            "case_id": rows[i]["case_id"],
+            "label": rows[i]["label"],
+            "prediction": rows[i]["prediction"],
+            "probability": float(scores[i].max()),
+        }
+        for i in wrong[:FIGURE_CASES]
+    ]
+    _write_csv(out / "per_case.csv", rows)
+    what = f"probability of '{positive}'" if positive is not None else "top-class confidence"
+    bins = reliability_bins(*calibration_target(truth, scores, index))
+    _classification_figures(runs, dataset, out, names, positive, details, truth, scores, bins)
+    _mistakes_figure(dataset, rows, scores, wrong, out)
+    _disagreement_figure(originals, out, task="classification", predicted=predicted)
+    return {
+        "n_cases": len(rows),
+        "positive_class": positive,
+        "summary": summary,
+        "definitions": _classification_definitions(names, positive, extra, threshold),
+        "threshold": threshold,
+        "calibration": {
+            "ece": details["ece"],
+            "bins": N_BINS,
+            "of": what,
+            "temperature": [r.temperature for r in runs]
+            if cfg.eval.calibrate == "temperature"
+            else None,
+            "reliability": {k: [float(x) for x in v] for k, v in bins.items()},
+        },
+        "details": details,
+        "failures": failures,
+    }
+
+
+def _classification_cases(
+    runs: list[LoadedRun], dataset, bar, names: list[str]
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]], dict[str, str]]:
+    """Run the network(s) on every case of ``bar``: outcomes ``(N,)``, probabilities
+    ``(N, K)``, the ``per_case.csv`` rows and a ``case_id -> "class (p)"`` map for the figures."""
     labels, probs, rows, predicted = [], [], [], {}
     for index in bar:
         case = dataset.cases[index]
@@ -702,82 +788,58 @@ def _classification(
                 "patient_id": case.patient_id,
             }
         )
-    truth, scores = np.asarray(labels), np.stack(probs)
-    details = classification_metrics(truth, scores, names, positive)
-    index = positive_index(names, positive) if positive is not None else None
-    details["ece"] = expected_calibration_error(*calibration_target(truth, scores, index))
-    extra = registered_extra("classification")
-    # Registered metrics see the positive class's index (class 1 when none is set).
-    details.update(classification_set(truth, scores, 1 if index is None else index, extra))
-    cfg = runs[0].cfg
-    threshold = None
-    if index is not None:
-        chosen_on = (
-            validation
-            if validation is not None
-            else (truth, scores, "validation cases of " + _fold_cases(runs[0], len(rows)))
-        )
-        threshold = _choose(chosen_on, index, float(cfg.eval.target_sensitivity))
-        if threshold["value"] is not None:
-            details.update(_threshold_metrics(truth, scores, index, threshold["value"]))
-    summarized = [
-        *CLASSIFICATION_SUMMARY,
-        *(m.name for m in extra),
-        *(THRESHOLD_SUMMARY if "sensitivity_at_threshold" in details else ()),
-    ]
+    return np.asarray(labels), np.stack(probs), rows, predicted
 
-    def statistics(t: np.ndarray, s: np.ndarray) -> dict[str, float]:
-        values = classification_metrics(t, s, names, positive)
-        values["ece"] = expected_calibration_error(*calibration_target(t, s, index))
-        values.update(classification_set(t, s, 1 if index is None else index, extra))
-        if threshold is not None and threshold["value"] is not None:
-            values.update(_threshold_metrics(t, s, index, threshold["value"]))
-        return {k: float(v) for k, v in values.items() if k in summarized}
 
-    groups = [r["patient_id"] for r in rows]
-    intervals = bootstrap_cis(
-        (truth, scores), statistics, groups=groups, n=REPLICATES, seed=0, level=LEVEL
-    )
-    summary = {
-        name: {"value": float(details[name]), "low": intervals[name][0], "high": intervals[name][1]}
-        for name in summarized
-    }
-    wrong = [i for i in range(len(rows)) if rows[i]["label"] != rows[i]["prediction"]]
-    wrong.sort(key=lambda i: (-float(scores[i].max()), rows[i]["case_id"]))
-    failures = [
-        {
-            "case_id": rows[i]["case_id"],
-            "label": rows[i]["label"],
-            "prediction": rows[i]["prediction"],
-            "probability": float(scores[i].max()),
-        }
-        for i in wrong[:FIGURE_CASES]
-    ]
-    _write_csv(out / "per_case.csv", rows)
-    from ..viz.evaluation_plots import plot_confusion_matrix, plot_image_grid, plot_roc
+def _classification_figures(
+    runs: list[LoadedRun],
+    dataset,
+    out: Path,
+    names: list[str],
+    positive: str | None,
+    details: dict[str, Any],
+    truth: np.ndarray,
+    scores: np.ndarray,
+    bins: dict[str, np.ndarray],
+) -> None:
+    """The confusion matrix, the ROC curves and the reliability diagram."""
+    from ..viz.evaluation_plots import plot_confusion_matrix, plot_roc
+    from ..viz.statistics_plots import plot_reliability
 
     title = runs[0].run_dir.name
     plot_confusion_matrix(details["confusion_matrix"], names, out / "confusion_matrix.png", title)
     aurocs = {n: float(details[f"auroc_{n}"]) for n in names}
     plot_roc(truth, scores, names, aurocs, out / "roc.png", title, positive=positive)
-    from ..viz.statistics_plots import plot_reliability
-
-    bins = reliability_bins(*calibration_target(truth, scores, index))
     what = f"probability of '{positive}'" if positive is not None else "top-class confidence"
     plot_reliability(
         bins, out / "reliability.png", f"{title}: reliability", f"predicted {what}", details["ece"]
     )
-    if wrong:
-        items = [
-            {
-                "image": read_image(dataset.cases[i].image).array,
-                "caption": f"{rows[i]['case_id']}\ntrue {rows[i]['label']}, "
-                f"predicted {rows[i]['prediction']} ({scores[i].max():.2f})",
-            }
-            for i in wrong[: 2 * FIGURE_CASES]
-        ]
-        plot_image_grid(items, out / "failures.png", "most confident mistakes")
-    _disagreement_figure(originals, out, task="classification", predicted=predicted)
+
+
+def _mistakes_figure(
+    dataset, rows: list[dict[str, Any]], scores: np.ndarray, wrong: list[int], out: Path
+) -> None:
+    """``failures.png``: the most confident mistakes, with their true and predicted class."""
+    if not wrong:
+        return
+    from ..viz.evaluation_plots import plot_image_grid
+
+    items = [
+        {
+            "image": read_image(dataset.cases[i].image).array,
+            "caption": f"{rows[i]['case_id']}\ntrue {rows[i]['label']}, "
+            f"predicted {rows[i]['prediction']} ({scores[i].max():.2f})",
+        }
+        for i in wrong[: 2 * FIGURE_CASES]
+    ]
+    plot_image_grid(items, out / "failures.png", "most confident mistakes")
+
+
+def _classification_definitions(
+    names: list[str], positive: str | None, extra, threshold: dict[str, Any] | None
+) -> dict[str, str]:
+    """What each number of ``metrics.json`` means, the registered metrics' and the
+    threshold's included."""
     definitions = classification_definitions(names, positive)
     definitions.update({m.name: m.definition for m in extra})
     if threshold is not None and threshold["value"] is not None:
@@ -789,24 +851,7 @@ def _classification(
         definitions["specificity_at_threshold"] = (
             f"specificity for '{positive}' at the same threshold p('{positive}') >= {shown}"
         )
-    return {
-        "n_cases": len(rows),
-        "positive_class": positive,
-        "summary": summary,
-        "definitions": definitions,
-        "threshold": threshold,
-        "calibration": {
-            "ece": details["ece"],
-            "bins": N_BINS,
-            "of": what,
-            "temperature": [r.temperature for r in runs]
-            if cfg.eval.calibrate == "temperature"
-            else None,
-            "reliability": {k: [float(x) for x in v] for k, v in bins.items()},
-        },
-        "details": details,
-        "failures": failures,
-    }
+    return definitions
 
 
 def _choose(

@@ -217,91 +217,124 @@ def predict(
         groups = [[path] for path in find_images(inputs)]
     images = [group[0] for group in groups]  # outputs are named after the first channel
     if fmt == "dicom-seg":
-        from .dicom_seg import DicomSegError, check_dicom_inputs, write_dicom_seg
-
-        if run.task != "segmentation":
-            raise DicomSegError(
-                f"--format dicom-seg writes segmentation masks; '{run.run_dir.name}' is a "
-                f"{run.task} run"
-            )
-        check_dicom_inputs(images)
+        _check_dicom_seg(run, images)
     folder = paths.resolve(out) if out is not None else run.run_dir / "predict"
     folder.mkdir(parents=True, exist_ok=True)
-    names = run.label_names()
     rows, failed, used = [], [], set()
     for group in tqdm(groups, desc="predict", disable=quiet, leave=False):
-        path = group[0]
         try:
-            image = read_image(path)
+            image = read_image(group[0])
             tensor, meta = preprocess_image(run, [image, *map(read_image, group[1:])])
         except ProjectError as exc:  # unreadable, or not an image this run can take
             failed.append(str(exc))
             continue
         image = geometry_only(image)  # the voxels live on in the tensor: one volume less
         probs = probabilities(runs, tensor)[0].cpu().numpy()
-        if run.task == "classification":
-            rows.append(
-                {
-                    "input": ",".join(map(str, group)),
-                    "prediction": names[int(probs.argmax())],
-                    **{f"prob_{n}": f"{float(p):.6g}" for n, p in zip(names, probs, strict=True)},
-                }
-            )
-            continue
         del tensor  # the input is not needed any more: a whole volume's worth of memory
+        if run.task == "classification":
+            rows.append(_classification_row(group, probs, run.label_names()))
+            continue
         labels = class_labels(to_source_grid(probs, meta))  # uint8: 1 byte a voxel
         del probs
-        name = _output_name(path)
-        stem, count = name, 1
-        while stem in used:  # two inputs of the same name from different folders
-            count += 1
-            stem = f"{name}-{count}"
-        used.add(stem)
-        # the input's own qform/sform and codes (NIfTI), so ITK-based viewers overlay it exactly
-        target = write_nifti(labels, image.affine, folder / f"{stem}.nii.gz", header=image.meta)
-        extra = {}
-        if fmt == "dicom-seg":
-            seg = write_dicom_seg(
-                labels,
-                path,
-                folder / f"{stem}.seg.dcm",
-                names,
-                series_uid=image.meta.get("series_uid") or None,
-            )
-            extra = {"dicom_seg": seg.name}
-        voxel = float(np.prod(image.spacing))
-        unit = 1000.0 if image.ndim == 3 else 1.0  # mm3 -> ml; mm2 stays mm2
-        counts = label_counts(labels, len(names))
-        rows.append(
-            {
-                "input": ",".join(map(str, group)),
-                "output": target.name,
-                **extra,
-                **{
-                    f"{'ml' if image.ndim == 3 else 'mm2'}_{names[k]}": f"{counts[k] * voxel / unit:.6g}"
-                    for k in range(1, len(names))
-                },
-            }
-        )
+        stem = _unique_stem(_output_name(group[0]), used)
+        rows.append(_write_segmentation(run, group, image, labels, folder, stem, fmt))
     if rows:
         atomic_write_csv(folder / "predictions.csv", rows, list(rows[0]))
-    tested = test_images(run, images)
-    if tested:
-        print(
-            f"note: {len(tested)} of the {len(images)} inputs are test cases of splits.json: "
-            "recorded as a use of the test set",
-            file=sys.stderr,
-        )
-        record_test_use(
-            "predict",
-            [r.run_dir for r in runs],
-            str(run.cfg.data.root),
-            {"checkpoint": checkpoint, "test_images": len(tested), "out": str(folder)},
-            echo=lambda line: print(line, file=sys.stderr),
-        )
+    _record_test_images(runs, images, checkpoint, folder)
     if failed:
         raise PredictError(
             f"{len(failed)} of {len(images)} inputs could not be predicted "
             f"({len(rows)} written to {folder}): " + "; ".join(failed)
         )
     return folder
+
+
+def _check_dicom_seg(run: LoadedRun, images: Sequence[Path]) -> None:
+    """Refuse ``--format dicom-seg`` before predicting anything, unless it can be written."""
+    from .dicom_seg import DicomSegError, check_dicom_inputs
+
+    if run.task != "segmentation":
+        raise DicomSegError(
+            f"--format dicom-seg writes segmentation masks; '{run.run_dir.name}' is a "
+            f"{run.task} run"
+        )
+    check_dicom_inputs(images)
+
+
+def _classification_row(group: Sequence[Path], probs: np.ndarray, names: list[str]) -> dict:
+    """The ``predictions.csv`` row of one case: the class and a probability per class."""
+    return {
+        "input": ",".join(map(str, group)),
+        "prediction": names[int(probs.argmax())],
+        **{f"prob_{n}": f"{float(p):.6g}" for n, p in zip(names, probs, strict=True)},
+    }
+
+
+def _unique_stem(name: str, used: set[str]) -> str:
+    """``name``, or ``name-2``, ``name-3``, ... when inputs of the same name came from different
+    folders; recorded in ``used``."""
+    stem, count = name, 1
+    while stem in used:
+        count += 1
+        stem = f"{name}-{count}"
+    used.add(stem)
+    return stem
+
+
+def _write_segmentation(
+    run: LoadedRun,
+    group: Sequence[Path],
+    image: Image,
+    labels: np.ndarray,
+    folder: Path,
+    stem: str,
+    fmt: str,
+) -> dict[str, str]:
+    """Write one case's mask (and DICOM SEG); return its ``predictions.csv`` row with the
+    predicted volume per label (ml in 3D, mm² in 2D)."""
+    names = run.label_names()
+    # the input's own qform/sform and codes (NIfTI), so ITK-based viewers overlay it exactly
+    target = write_nifti(labels, image.affine, folder / f"{stem}.nii.gz", header=image.meta)
+    extra = {}
+    if fmt == "dicom-seg":
+        from .dicom_seg import write_dicom_seg
+
+        seg = write_dicom_seg(
+            labels,
+            group[0],
+            folder / f"{stem}.seg.dcm",
+            names,
+            series_uid=image.meta.get("series_uid") or None,
+        )
+        extra = {"dicom_seg": seg.name}
+    voxel = float(np.prod(image.spacing))
+    unit, column = (1000.0, "ml") if image.ndim == 3 else (1.0, "mm2")  # mm3 -> ml
+    counts = label_counts(labels, len(names))
+    return {
+        "input": ",".join(map(str, group)),
+        "output": target.name,
+        **extra,
+        **{f"{column}_{names[k]}": f"{counts[k] * voxel / unit:.6g}" for k in range(1, len(names))},
+    }
+
+
+def _record_test_images(
+    runs: Sequence[LoadedRun], images: Sequence[Path], checkpoint: str, folder: Path
+) -> None:
+    """Inputs that ``splits.json`` lists as test cases are a use of the test set: record it."""
+    run = runs[0]
+    tested = test_images(run, images)
+    if not tested:
+        return
+    print(
+        f"note: {len(tested)} of the {len(images)} inputs are test cases of splits.json: "
+        "recorded as a use of the test set",
+        file=sys.stderr,
+    )
+    record_test_use(
+        "predict",
+        [r.run_dir for r in runs],
+        str(run.cfg.data.root),
+        {"checkpoint": checkpoint, "test_images": len(tested), "out": str(folder)},
+        echo=lambda line: print(line, file=sys.stderr),
+    )
