@@ -440,3 +440,14 @@ def test_a_registered_metric_reaches_metrics_csv_metrics_json_and_the_card(
         rows = read_rows(out / "per_case.csv")
         assert [float(r[name]) for r in rows] == pytest.approx([float(r["dice"]) for r in rows])
     assert f"| {name} | {ours['value']:.3f} |" in (run / "MODEL_CARD.md").read_text()
+
+
+def test_find_images_keeps_the_other_images_beside_a_dicom_series(tmp_path: Path) -> None:
+    """A folder holding DICOM files is one series, and its NIfTI/PNG files and sub-folders are
+    still inputs (they were silently dropped)."""
+    from {{ cookiecutter.package_name }}.evaluate.predict import find_images
+
+    (tmp_path / "sub").mkdir()
+    for name in ("slice1.dcm", "slice2.dcm", "a.nii.gz", "sub/b.png", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    assert find_images([tmp_path]) == [tmp_path, tmp_path / "a.nii.gz", tmp_path / "sub" / "b.png"]

@@ -83,13 +83,14 @@ def geometry_only(image: Image) -> Image:
     """``image`` without its voxels: the same shape, affine, path and metadata over a
     zero-stride array of one element, for writing outputs on its grid once the voxels have
     been preprocessed into a tensor (on a 512x512x600 CT that frees 0.6 GB before inference)."""
-    placeholder = np.broadcast_to(np.zeros((), image.array.dtype), image.shape)
-    return dataclasses.replace(image, array=placeholder)
+    no_voxels = np.broadcast_to(np.zeros((), image.array.dtype), image.shape)
+    return dataclasses.replace(image, array=no_voxels)
 
 
 def find_images(inputs: Sequence[str | Path]) -> list[Path]:
-    """The images named by ``inputs``: files as they are, DICOM series folders, and the images
-    inside other folders (recursively), in a stable order.
+    """The images named by ``inputs``: files as they are, and inside folders (recursively) each
+    folder holding DICOM files as one series plus its NIfTI and PNG/JPEG files, in a stable
+    order.
 
     Raises:
         ImageError: an input does not exist, or no image was found at all.
@@ -100,7 +101,6 @@ def find_images(inputs: Sequence[str | Path]) -> list[Path]:
         files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
         if any(_is_dicom_name(p) for p in files):
             found.append(folder)  # a series; read_image names several series if there are
-            return
         found.extend(p for p in files if p.name.lower().endswith((*NIFTI_SUFFIXES, *PNG_SUFFIXES)))
         for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
             walk(sub)

@@ -1,7 +1,8 @@
 """Medical Segmentation Decathlon and nnU-Net raw datasets.
 
 ``dataset.json`` with ``imagesTr/``, ``labelsTr/`` (and ``imagesTs/``: no labels, so no manifest
-rows; those images go to the ``predict`` command). nnU-Net names each channel of a case ``<case>_<XXXX><ending>`` and lists
+rows; those images go to the ``predict`` command). nnU-Net names each channel of a case
+``<case>_<channel, 4 digits><ending>`` (``case_0000.nii.gz``, ``case_0001.nii.gz``) and lists
 their names under ``channel_names`` (v2) or ``modality`` (v1); a Decathlon image is one file,
 4D when it holds several channels (the brain-tumour task's FLAIR, T1w, t1gd, T2w), named under
 ``modality``. Both become one case with an ``image_<channel>`` column per channel; the channels of
